@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class PacswebConfig(AppConfig):
+    name = "pacsweb"
+    verbose_name = "Server"

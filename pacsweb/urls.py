@@ -1,0 +1,11 @@
+from django.contrib import admin
+from django.urls import include, path
+
+from pacsweb import views
+
+urlpatterns = [
+    path("", views.landing, name="landing"),
+    path("", include("accounts.urls")),
+    path("studies/", include("studies.urls")),
+    path("admin/", admin.site.urls),
+]

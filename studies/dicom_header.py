@@ -1,0 +1,329 @@
+"""Reading a DICOM file's header without decoding pixel data, and what ingest derives from it.
+
+Everything in a DICOM file is untrusted: callers get either a ``ParsedFile`` whose required UIDs
+are valid, or ``InvalidDicom`` with a reason a person can act on.
+"""
+
+import json
+import re
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from pydicom import dcmread
+from pydicom.datadict import dictionary_VR
+from pydicom.dataelem import RawDataElement
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.encaps import parse_basic_offsets, parse_fragments
+from pydicom.filebase import DicomBytesIO
+from pydicom.filereader import _read_file_meta_info, read_preamble
+from pydicom.filewriter import write_file_meta_info
+from pydicom.pixels.utils import get_expected_length
+from pydicom.uid import (
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+)
+
+# pacsweb's own implementation identity in the file meta group (PS3.10 7.1). A fixed UUID-derived
+# UID (PS3.5 B.2), so that the meta group, and thus the stored bytes, depend only on the dataset.
+IMPLEMENTATION_CLASS_UID = "2.25.255768423702424178476155963519307003041"
+IMPLEMENTATION_VERSION_NAME = "PACSWEB_1"
+
+# Elements bigger than this are left on disk while the header is parsed, and served as bulk data.
+DEFER_BYTES = 1024
+PIXEL_TAGS = (0x7FE00008, 0x7FE00009, 0x7FE00010)
+
+_UID = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
+_JPEG_EOI = b"\xff\xd9"
+
+
+class InvalidDicom(Exception):
+    """The file is not a DICOM instance that can be archived; the message says why."""
+
+
+@dataclass
+class PixelData:
+    """Where the pixel data element's value lies in the file that was read."""
+
+    tag: int
+    vr: str
+    value_start: int
+    length: int  # 0xFFFFFFFF for encapsulated (undefined length) pixel data.
+
+
+@dataclass
+class ParsedFile:
+    # The header up to (not including) the pixel data.
+    ds: Dataset
+    transfer_syntax_uid: str
+    # Offset of the dataset (after the file meta group) in the file that was read.
+    dataset_start: int
+    file_size: int
+    pixel_data: PixelData | None
+    # Per frame, the [offset, length] pieces of the file that was read (see frame_offsets).
+    frames: list[list[list[int]]] | None
+
+
+def is_valid_uid(value: object) -> bool:
+    """PS3.5 9.1: digits and dots, no empty or zero-padded components, at most 64 characters."""
+    return isinstance(value, str) and 0 < len(value) <= 64 and bool(_UID.match(value))
+
+
+def read(fp: BinaryIO) -> ParsedFile:
+    """Parse the header of the DICOM file open in ``fp`` (seekable), leaving pixel data on disk."""
+    fp.seek(0, 2)
+    file_size = fp.tell()
+    fp.seek(0)
+    if file_size == 0:
+        raise InvalidDicom("the file is empty")
+    try:
+        has_magic = read_preamble(fp, force=True) is not None
+        meta = _read_file_meta_info(fp)
+        dataset_start = fp.tell()
+        fp.seek(0)
+        ds = dcmread(fp, force=True, defer_size=DEFER_BYTES, stop_before_pixels=True)
+        # pydicom leaves the file at the pixel data element's tag when it stops before it.
+        pixel_position = fp.tell()
+    except Exception as exc:  # noqa: BLE001 - pydicom raises many types for damaged files.
+        raise InvalidDicom(f"not a readable DICOM file ({exc})") from exc
+    if len(ds) == 0 or (not has_magic and not meta and "SOPClassUID" not in ds):
+        raise InvalidDicom("not a DICOM file")
+    _check_not_truncated(ds, file_size)
+    for keyword in ("SOPClassUID", "SOPInstanceUID", "SeriesInstanceUID", "StudyInstanceUID"):
+        try:
+            value = ds.get(keyword)
+        except Exception as exc:  # noqa: BLE001 - a damaged element fails on first access.
+            raise InvalidDicom(f"{keyword} cannot be read ({exc})") from exc
+        if value is None or value == "":
+            raise InvalidDicom(f"{keyword} is missing")
+        if not is_valid_uid(str(value)):
+            raise InvalidDicom(f"{keyword} is not a valid UID: {str(value)[:80]!r}")
+    transfer_syntax = _transfer_syntax(ds, meta)
+    pixel_data = frames = None
+    if transfer_syntax != DeflatedExplicitVRLittleEndian:
+        pixel_data = _pixel_data_at(fp, pixel_position, file_size, ds)
+    if pixel_data is not None:
+        frames = _frames(fp, ds, pixel_data, file_size)
+    return ParsedFile(ds, transfer_syntax, dataset_start, file_size, pixel_data, frames)
+
+
+def _pixel_data_at(fp: BinaryIO, position: int, file_size: int, ds: Dataset) -> PixelData | None:
+    """Read the pixel data element's header at ``position`` (PS3.5 7.1.2), if there is one."""
+    fp.seek(position)
+    header = fp.read(12)
+    if len(header) < 8:
+        return None
+    implicit, little = ds.original_encoding
+    order = "little" if little else "big"
+    group, element = int.from_bytes(header[0:2], order), int.from_bytes(header[2:4], order)
+    tag = (group << 16) | element
+    if tag not in PIXEL_TAGS:
+        return None
+    # Some writers encode implicit VR under an explicit transfer syntax (pydicom reads it with a
+    # warning): an explicit VR is two upper-case letters.
+    implicit = implicit or not (header[4:6].isalpha() and header[4:6].isupper())
+    if implicit:
+        vr, length, value_start = _dictionary_vr(tag), int.from_bytes(header[4:8], order), 8
+    else:
+        if len(header) < 12:
+            raise InvalidDicom("the file is truncated (in the pixel data element)")
+        vr, length, value_start = (
+            header[4:6].decode("ascii", "replace"),
+            int.from_bytes(header[8:12], order),
+            12,
+        )
+    value_start += position
+    if length != 0xFFFFFFFF:
+        if value_start + length > file_size:
+            raise InvalidDicom(
+                "the file is truncated (the pixel data ends past the end of the file)"
+            )
+        try:
+            expected = get_expected_length(ds)
+        except (AttributeError, TypeError, ValueError, KeyError):
+            expected = None
+        # Native pixel data must hold every frame the image attributes announce.
+        if tag == 0x7FE00010 and isinstance(expected, int) and length < expected:
+            raise InvalidDicom(
+                f"the pixel data is truncated ({length} bytes where the image needs {expected})"
+            )
+    return PixelData(tag, vr, value_start, length)
+
+
+def _transfer_syntax(ds: Dataset, meta: FileMetaDataset) -> str:
+    uid = str(meta.get("TransferSyntaxUID", "") or "").strip("\x00 ")
+    if uid:
+        if not is_valid_uid(uid):
+            raise InvalidDicom(f"TransferSyntaxUID is not a valid UID: {uid[:80]!r}")
+        return uid
+    # No file meta group (a bare dataset): pydicom has already worked out its encoding.
+    implicit, little = ds.original_encoding
+    if implicit:
+        return ImplicitVRLittleEndian
+    return ExplicitVRLittleEndian if little else ExplicitVRBigEndian
+
+
+def _check_not_truncated(ds: Dataset, file_size: int) -> None:
+    # pydicom keeps a value cut short by the end of the file as it is, and skips deferred values
+    # without reading them, so a truncated file would otherwise parse cleanly.
+    for tag in ds.keys():
+        raw = ds.get_item(tag)
+        if not isinstance(raw, RawDataElement) or raw.length == 0xFFFFFFFF:
+            continue
+        if raw.value is None:
+            short = raw.value_tell + raw.length > file_size
+        else:
+            short = isinstance(raw.value, bytes) and len(raw.value) < raw.length
+        if short:
+            raise InvalidDicom(
+                f"the file is truncated (element {tag} ends past the end of the file)"
+            )
+
+
+def part10_prefix(ds: Dataset, transfer_syntax_uid: str) -> bytes:
+    """The zeroed preamble, ``DICM`` and a fresh file meta group for ``ds`` (PS3.10 7.1).
+
+    A sender's preamble is never kept: it may hide an executable (PS3.10 7.5).
+    """
+    meta = FileMetaDataset()
+    meta.FileMetaInformationVersion = b"\x00\x01"
+    meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    meta.TransferSyntaxUID = transfer_syntax_uid
+    meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
+    meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME
+    buffer = DicomBytesIO()
+    buffer.is_little_endian = True
+    buffer.is_implicit_VR = False
+    write_file_meta_info(buffer, meta, enforce_standard=True)
+    return b"\x00" * 128 + b"DICM" + buffer.getvalue()
+
+
+def _deferred_tags(ds: Dataset) -> dict[int, str]:
+    """Top-level elements left on disk while parsing (tag -> VR)."""
+    found = {}
+    for tag in ds.keys():
+        raw = ds.get_item(tag)
+        if isinstance(raw, RawDataElement) and raw.value is None:
+            found[int(tag)] = raw.VR or _dictionary_vr(int(tag))
+    return found
+
+
+def _dictionary_vr(tag: int) -> str:
+    try:
+        vr = dictionary_VR(tag)
+    except KeyError:
+        return "UN"
+    # Ambiguous VRs such as "OB or OW" only arise for pixel data and overlays here.
+    return "OW" if " or " in vr else vr
+
+
+def metadata_json(parsed: ParsedFile) -> str:
+    """The header as DICOM JSON (PS3.18 F.2), bulk values as relative ``bulk/<tag>`` URIs.
+
+    WADO-RS serves this text as it is, so it is computed once, at ingest.
+    """
+    ds = parsed.ds
+    bulk = _deferred_tags(ds)
+    if parsed.pixel_data is not None:
+        bulk[parsed.pixel_data.tag] = parsed.pixel_data.vr
+    header = Dataset()
+    for tag in ds.keys():
+        if int(tag) not in bulk:
+            header.add(ds[tag])
+    data = header.to_json_dict(
+        bulk_data_threshold=DEFER_BYTES,
+        bulk_data_element_handler=lambda elem: f"bulk/{int(elem.tag):08X}",
+        suppress_invalid_tags=True,
+    )
+    for tag, vr in bulk.items():
+        data[f"{tag:08X}"] = {"vr": vr, "BulkDataURI": f"bulk/{tag:08X}"}
+    return json.dumps(dict(sorted(data.items())), separators=(",", ":"), ensure_ascii=False)
+
+
+def frame_offsets(parsed: ParsedFile, stored_dataset_start: int) -> list[list[list[int]]] | None:
+    """Where each frame lies in the stored file: per frame, a list of [offset, length] pieces.
+
+    The stored file differs from the one read only before the dataset (preamble and meta group).
+    """
+    if parsed.frames is None:
+        return None
+    shift = stored_dataset_start - parsed.dataset_start
+    return [[[offset + shift, length] for offset, length in frame] for frame in parsed.frames]
+
+
+def _frames(fp: BinaryIO, ds: Dataset, pixel: PixelData, file_size: int) -> list | None:
+    if pixel.tag != 0x7FE00010:
+        return None
+    try:
+        frames = int(ds.get("NumberOfFrames") or 1)
+    except (TypeError, ValueError):
+        return None
+    if frames < 1:
+        return None
+    if pixel.length != 0xFFFFFFFF:
+        return _native_frames(ds, frames, pixel.value_start, pixel.length)
+    fp.seek(pixel.value_start)
+    # Encapsulated data is bounded by the file, which the caller has already bounded.
+    return _encapsulated_frames(
+        ds, frames, pixel.value_start, fp.read(file_size - pixel.value_start)
+    )
+
+
+def _native_frames(ds: Dataset, frames: int, start: int, length: int) -> list | None:
+    try:
+        bits = int(ds.BitsAllocated)
+        total = get_expected_length(ds)
+    except (AttributeError, TypeError, ValueError, KeyError):
+        return None
+    # Bit-packed frames (BitsAllocated 1) need not start on a byte boundary (PS3.5 8.1.1).
+    if bits % 8 or total == 0 or total % frames:
+        return None
+    frame_bytes = total // frames
+    if total > length:
+        return None
+    return [[[start + i * frame_bytes, frame_bytes]] for i in range(frames)]
+
+
+def _encapsulated_frames(ds: Dataset, frames: int, start: int, value: bytes) -> list | None:
+    """Map fragments to frames as PS3.5 A.4 allows: offset tables, 1 frame, 1:1, or JPEG EOI."""
+    try:
+        buffer = DicomBytesIO(value)
+        basic = parse_basic_offsets(buffer)
+        first_fragment = buffer.tell()
+        count, positions = parse_fragments(value[first_fragment:])
+    except Exception:  # noqa: BLE001 - a damaged item structure means no direct frame access.
+        return None
+    if count == 0:
+        return None
+    pieces = []
+    for pos in positions:
+        at = first_fragment + pos
+        length = int.from_bytes(value[at + 4 : at + 8], "little")
+        pieces.append((pos, start + at + 8, length))
+    extended = ds.get("ExtendedOffsetTable")
+    if extended:
+        table = [int.from_bytes(extended[i : i + 8], "little") for i in range(0, len(extended), 8)]
+    else:
+        table = basic
+    if table and len(table) == frames:
+        bounds = [*table, float("inf")]
+        return [
+            [[o, n] for pos, o, n in pieces if bounds[i] <= pos < bounds[i + 1]]
+            for i in range(frames)
+        ]
+    if frames == 1:
+        return [[[o, n] for _, o, n in pieces]]
+    if count == frames:
+        return [[[o, n]] for _, o, n in pieces]
+    # Several fragments per frame and no table: a JPEG-family frame ends at its EOI marker.
+    result, current = [], []
+    for pos, offset, length in pieces:
+        current.append([offset, length])
+        end = value[first_fragment + pos + 8 + length - 2 : first_fragment + pos + 8 + length]
+        tail = value[first_fragment + pos + 8 + length - 3 : first_fragment + pos + 8 + length - 1]
+        if _JPEG_EOI in (end, tail):
+            result.append(current)
+            current = []
+    return result if len(result) == frames and not current else None

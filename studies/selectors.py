@@ -1,0 +1,128 @@
+"""Reads of the archive. ``studies_search`` is the one search path.
+
+The physicians' query form, QIDO-RS and DICOM C-FIND all describe what they want as a
+``StudyQuery``; this module turns it into one indexed queryset, with no per-row Python.
+"""
+
+from dataclasses import dataclass, field
+
+from django.db.models import Exists, F, OuterRef, Q, QuerySet
+
+from pacsweb.lib.dicom_dates import parse_da_range
+from pacsweb.lib.person_names import fold, fold_person_name
+from studies.lookups import has_wildcard
+from studies.models import Instance, Patient, Series, Study
+
+
+@dataclass
+class StudyQuery:
+    """Matching keys, as text in DICOM's query syntax; empty means "any".
+
+    Person names and institution are matched case- and accent-insensitively; a name without
+    wildcards matches names that start with it (``doe`` finds ``DOE^JOHN``). Dates take a DA
+    value or a range (``20240101-20241231``, ``20240101-``, ``-20241231``).
+    """
+
+    patient_name: str = ""
+    patient_id: str = ""
+    sex: str = ""
+    birth_date: str = ""
+    study_date: str = ""
+    accession_number: str = ""
+    institution: str = ""
+    referring_physician: str = ""
+    study_description: str = ""
+    modalities: list[str] = field(default_factory=list)
+    study_uids: list[str] = field(default_factory=list)
+
+    def is_empty(self) -> bool:
+        return not any(getattr(self, f) for f in self.__dataclass_fields__)
+
+
+class InvalidQuery(ValueError):
+    """A matching key that cannot be understood (for example a malformed date range)."""
+
+
+def _name_pattern(text: str, folder) -> str:
+    value = folder(text.strip())
+    return value if has_wildcard(value) else value + "*"
+
+
+def _date_q(prefix: str, text: str, label: str) -> Q:
+    try:
+        start, end = parse_da_range(text)
+    except ValueError as exc:
+        raise InvalidQuery(f"{label}: {exc}") from exc
+    q = Q()
+    if start:
+        q &= Q(**{f"{prefix}__gte": start})
+    if end:
+        q &= Q(**{f"{prefix}__lte": end})
+    return q
+
+
+def _patient_q(query: StudyQuery, prefix: str = "") -> Q:
+    q = Q()
+    if query.patient_name.strip():
+        q &= Q(
+            **{f"{prefix}name_norm__wildcard": _name_pattern(query.patient_name, fold_person_name)}
+        )
+    if query.patient_id.strip():
+        q &= Q(**{f"{prefix}patient_id__wildcard": query.patient_id.strip()})
+    if query.sex.strip():
+        q &= Q(**{f"{prefix}sex": query.sex.strip().upper()})
+    if query.birth_date.strip():
+        q &= _date_q(f"{prefix}birth_date", query.birth_date, "Birth date")
+    return q
+
+
+def studies_search(query: StudyQuery) -> QuerySet[Study]:
+    """Studies matching ``query``, newest first, with their patient. Raises InvalidQuery."""
+    q = _patient_q(query, prefix="patient__")
+    if query.study_date.strip():
+        q &= _date_q("study_date", query.study_date, "Study date")
+    if query.accession_number.strip():
+        q &= Q(accession_number__wildcard=query.accession_number.strip())
+    if query.institution.strip():
+        q &= Q(institution_norm__wildcard=_name_pattern(query.institution, fold))
+    if query.referring_physician.strip():
+        q &= Q(
+            referring_physician_norm__wildcard=_name_pattern(
+                query.referring_physician, fold_person_name
+            )
+        )
+    if query.study_description.strip():
+        pattern = query.study_description.strip()
+        q &= (
+            Q(description__wildcard=pattern)
+            if has_wildcard(pattern)
+            else Q(description__iexact=pattern)
+        )
+    if query.study_uids:
+        q &= Q(study_uid__in=query.study_uids)
+    studies = Study.objects.filter(q)
+    modalities = sorted({m.strip().upper() for m in query.modalities if m.strip()})
+    if modalities:
+        # "Modalities in study" matches when any series has one of them (PS3.4 C.6.2.1.2).
+        studies = studies.filter(
+            Exists(Series.objects.filter(study=OuterRef("pk"), modality__in=modalities))
+        )
+    return studies.select_related("patient").order_by("-study_date", "-study_time", "-pk")
+
+
+def patients_search(query: StudyQuery) -> QuerySet[Patient]:
+    """Patients with at least one study matching ``query``, most recent study first."""
+    studies = studies_search(query).filter(patient=OuterRef("pk"))
+    return (
+        Patient.objects.filter(_patient_q(query))
+        .filter(Exists(studies.order_by().values("pk")))
+        .order_by(F("latest_study_date").desc(nulls_last=True), "-pk")
+    )
+
+
+def series_of_study(study: Study) -> QuerySet[Series]:
+    return study.series.order_by("series_number", "pk")
+
+
+def instances_of_series(series: Series) -> QuerySet[Instance]:
+    return series.instances.order_by("instance_number", "pk")

@@ -1,0 +1,91 @@
+"""Where DICOM files live: the one module that touches the archive's folder.
+
+Files are named by a random UUID, never by a UID or any other DICOM value, so nothing a sender
+writes can choose a path. A file appears under its final name only once it is complete and on
+disk: it is written to a temporary name in the same folder, fsynced, renamed, and the folder
+fsynced. Replacing this module is the way to put the archive on an object store.
+"""
+
+import errno
+import os
+import uuid
+import zlib
+from collections.abc import Iterable
+from pathlib import Path
+
+from django.conf import settings
+
+TEMP_PREFIX = ".tmp-"
+
+
+class StorageFull(Exception):
+    """The archive's disk is full (or over quota): nothing was stored."""
+
+
+def root() -> Path:
+    return settings.STORAGE_DIR
+
+
+def absolute(relative: str) -> Path:
+    return root() / relative
+
+
+def new_relative_path() -> str:
+    name = uuid.uuid4().hex
+    # Two levels of 256 folders keep every folder small even with millions of files.
+    return f"{name[:2]}/{name[2:4]}/{name}.dcm"
+
+
+def write(relative: str, chunks: Iterable[bytes]) -> tuple[int, int]:
+    """Durably write ``chunks`` as the file ``relative``; return its (size, CRC-32).
+
+    Raises StorageFull when the disk is full, and leaves no temporary file behind on any error.
+    """
+    final = absolute(relative)
+    folder = final.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    temp = folder / f"{TEMP_PREFIX}{final.name}"
+    size = crc = 0
+    try:
+        with open(temp, "xb") as fp:
+            for chunk in chunks:
+                fp.write(chunk)
+                size += len(chunk)
+                crc = zlib.crc32(chunk, crc)
+            fp.flush()
+            os.fsync(fp.fileno())
+        os.rename(temp, final)
+        _fsync_folder(folder)
+    except BaseException as exc:
+        temp.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise StorageFull(str(exc)) from exc
+        raise
+    return size, crc
+
+
+def delete(relative: str) -> None:
+    absolute(relative).unlink(missing_ok=True)
+
+
+def open_file(relative: str):
+    return open(absolute(relative), "rb")
+
+
+def iter_files() -> Iterable[str]:
+    """Every stored file (relative path), temporary ones included, for the storage check."""
+    base = root()
+    if not base.exists():
+        return
+    for dirpath, _dirnames, filenames in os.walk(base):
+        for name in filenames:
+            yield str(Path(dirpath, name).relative_to(base))
+
+
+def _fsync_folder(folder: Path) -> None:
+    # The rename is only durable once the folder entry itself reaches the disk.
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

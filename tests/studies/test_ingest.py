@@ -1,0 +1,197 @@
+"""studies.services.instance_ingest: the one ingestion path."""
+
+import io
+import zlib
+from pathlib import Path
+
+import pydicom
+import pytest
+from pydicom.data import get_testdata_file
+from pydicom.encaps import generate_frames
+
+from studies import storage
+from studies.models import Instance, Patient, Series, Study
+from studies.services import Status, instance_ingest
+from tests.conftest import make_dataset, to_bytes
+
+pytestmark = pytest.mark.django_db
+
+TEST_FILES = Path(pydicom.__file__).parent / "data" / "test_files"
+# pydicom's test files that are not complete, archivable instances, and the reason we expect.
+BROKEN = {
+    "MR_truncated.dcm": "truncated",
+    "rtplan_truncated.dcm": "truncated",
+    "meta_missing_tsyntax.dcm": None,  # Readable: the transfer syntax is worked out.
+}
+SOURCE = Instance.Source.IMPORT
+
+
+def stored_files() -> list[str]:
+    return sorted(storage.iter_files())
+
+
+def dicom_test_files() -> list[Path]:
+    return sorted(p for p in TEST_FILES.glob("*.dcm"))
+
+
+@pytest.mark.parametrize("path", dicom_test_files(), ids=lambda p: p.name)
+def test_every_pydicom_test_file_is_stored_or_rejected_with_a_reason(path: Path) -> None:
+    outcome = instance_ingest(file=path, source=SOURCE, source_detail=str(path))
+    original = pydicom.dcmread(path, force=True, stop_before_pixels=True)
+    has_uids = all(
+        original.get(k)
+        for k in ("SOPInstanceUID", "SeriesInstanceUID", "StudyInstanceUID", "SOPClassUID")
+    )
+    if BROKEN.get(path.name) or not has_uids:
+        assert outcome.status == Status.REJECTED, outcome
+        assert outcome.reason
+        assert stored_files() == []
+        assert not Instance.objects.exists() and not Study.objects.exists()
+        return
+    assert outcome.status == Status.STORED, outcome
+    instance = Instance.objects.select_related("series__study__patient").get()
+    assert instance.sop_uid == original.SOPInstanceUID
+    assert instance.series.series_uid == original.SeriesInstanceUID
+    assert instance.series.study.study_uid == original.StudyInstanceUID
+    assert instance.series.study.patient.patient_id == str(original.get("PatientID", ""))
+    stored = storage.absolute(instance.path).read_bytes()
+    assert stored[:128] == b"\x00" * 128 and stored[128:132] == b"DICM"
+    assert (instance.size, instance.crc32) == (len(stored), zlib.crc32(stored))
+    reread = pydicom.dcmread(io.BytesIO(stored))
+    assert reread.file_meta.MediaStorageSOPInstanceUID == original.SOPInstanceUID
+    assert reread.file_meta.TransferSyntaxUID == instance.transfer_syntax_uid
+    assert stored_files() == [instance.path]
+
+
+def test_dataset_bytes_are_kept_exactly(dicom_bytes) -> None:
+    data = dicom_bytes()
+    outcome = instance_ingest(file=data, source=SOURCE)
+    assert outcome.status == Status.STORED
+    stored = storage.absolute(Instance.objects.get().path).read_bytes()
+    # Everything after the file meta group is byte-identical to what was sent.
+    original_ds_start = len(data) - len(pydicom.dcmread(io.BytesIO(data)).PixelData)
+    assert stored.endswith(data[original_ds_start:])
+    sent = pydicom.dcmread(io.BytesIO(data))
+    kept = pydicom.dcmread(io.BytesIO(stored))
+    assert kept == sent
+
+
+def test_malicious_preamble_is_zeroed(dicom_bytes) -> None:
+    data = b"MZ\x90\x00" + b"\xcc" * 124 + dicom_bytes()[128:]
+    assert instance_ingest(file=data, source=SOURCE).status == Status.STORED
+    assert storage.absolute(Instance.objects.get().path).read_bytes()[:128] == b"\x00" * 128
+
+
+def test_duplicate_with_same_bytes_is_noop(dicom_bytes) -> None:
+    data = dicom_bytes(sop_uid="1.2.3.4.5")
+    assert instance_ingest(file=data, source=SOURCE).status == Status.STORED
+    again = instance_ingest(file=data, source=SOURCE)
+    assert again.status == Status.DUPLICATE
+    assert again.reason == "already in the archive"
+    assert Instance.objects.count() == 1 and len(stored_files()) == 1
+    assert Study.objects.get().num_instances == 1
+
+
+def test_duplicate_with_different_bytes_keeps_the_first(dicom_bytes) -> None:
+    first = dicom_bytes(sop_uid="1.2.3.4.5", StudyDescription="FIRST")
+    second = dicom_bytes(sop_uid="1.2.3.4.5", StudyDescription="SECOND")
+    instance_ingest(file=first, source=SOURCE)
+    outcome = instance_ingest(file=second, source=SOURCE)
+    assert outcome.status == Status.DUPLICATE
+    assert "first copy was kept" in outcome.reason
+    assert Study.objects.get().description == "FIRST"
+    assert len(stored_files()) == 1
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"", "empty"),
+        (b"hello, this is not DICOM at all\n" * 10, "not"),
+        (to_bytes(make_dataset(sop_uid="1.2.03")), "SOPInstanceUID is not a valid UID"),
+        (to_bytes(make_dataset(sop_uid="1." + "2" * 70)), "SOPInstanceUID is not a valid UID"),
+        (
+            to_bytes(make_dataset(study_uid="../../etc/passwd")),
+            "StudyInstanceUID is not a valid UID",
+        ),
+    ],
+    ids=["empty", "text", "zero-padded-uid", "long-uid", "path-uid"],
+)
+def test_bad_files_are_rejected_and_leave_nothing(data: bytes, reason: str) -> None:
+    outcome = instance_ingest(file=data, source=SOURCE)
+    assert outcome.status == Status.REJECTED
+    assert reason in outcome.reason
+    assert stored_files() == [] and not Instance.objects.exists() and not Patient.objects.exists()
+
+
+def test_missing_uid_is_rejected() -> None:
+    ds = make_dataset()
+    del ds.SeriesInstanceUID
+    outcome = instance_ingest(file=to_bytes(ds), source=SOURCE)
+    assert outcome.status == Status.REJECTED and outcome.reason == "SeriesInstanceUID is missing"
+
+
+def test_truncated_pixel_data_is_rejected(dicom_bytes) -> None:
+    data = dicom_bytes(rows=64, columns=64)
+    outcome = instance_ingest(file=data[:-100], source=SOURCE)
+    assert outcome.status == Status.REJECTED and "truncated" in outcome.reason
+    assert stored_files() == []
+
+
+def test_index_fields_and_counts(dicom_bytes) -> None:
+    study_uid, ct, mr = "1.2.826.0.1.1", "1.2.826.0.1.1.1", "1.2.826.0.1.1.2"
+    for i in range(3):
+        instance_ingest(
+            file=dicom_bytes(study_uid=study_uid, series_uid=ct, InstanceNumber=i), source=SOURCE
+        )
+    instance_ingest(
+        file=dicom_bytes(
+            study_uid=study_uid, series_uid=mr, modality="MR", patient_name="MÜLLER^Jörg"
+        ),
+        source=SOURCE,
+    )
+    study = Study.objects.get()
+    assert (study.num_series, study.num_instances, study.modalities) == (2, 4, "CT\\MR")
+    assert study.size == sum(i.size for i in Instance.objects.all())
+    assert Series.objects.get(series_uid=ct).num_instances == 3
+    patient = study.patient
+    assert patient.name == "DOE^JOHN" and patient.name_norm == "doe^john"
+    assert str(patient.latest_study_date) == "2024-01-15"
+    assert study.referring_physician_norm == "house^gregory"
+
+
+def test_patients_without_id_are_not_merged(dicom_bytes) -> None:
+    instance_ingest(file=dicom_bytes(patient_id="", patient_name="A^B"), source=SOURCE)
+    instance_ingest(file=dicom_bytes(patient_id="", patient_name="C^D"), source=SOURCE)
+    assert Patient.objects.count() == 2
+
+
+def test_metadata_json_has_bulk_uri_for_pixel_data(dicom_bytes) -> None:
+    import json
+
+    instance_ingest(file=dicom_bytes(rows=64, columns=64), source=SOURCE)
+    meta = json.loads(Instance.objects.get().metadata)
+    assert meta["7FE00010"] == {"vr": "OW", "BulkDataURI": "bulk/7FE00010"}
+    assert meta["00100010"]["Value"] == [{"Alphabetic": "DOE^JOHN"}]
+    assert list(meta) == sorted(meta)
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["CT_small.dcm", "JPEG2000.dcm", "SC_rgb_rle_2frame.dcm", "SC_rgb_jpeg_dcmtk.dcm"],
+)
+def test_frame_offsets_match_pydicom(name: str) -> None:
+    path = get_testdata_file(name)
+    instance_ingest(file=Path(path), source=SOURCE)
+    instance = Instance.objects.get()
+    ds = pydicom.dcmread(path)
+    stored = storage.absolute(instance.path).read_bytes()
+    got = [b"".join(stored[o : o + n] for o, n in frame) for frame in instance.frames]
+    if ds.file_meta.TransferSyntaxUID.is_compressed:
+        expected = list(
+            generate_frames(ds.PixelData, number_of_frames=int(ds.get("NumberOfFrames", 1)))
+        )
+        assert [e.rstrip(b"\x00") for e in expected] == [g.rstrip(b"\x00") for g in got]
+    else:
+        size = len(ds.PixelData) // int(ds.get("NumberOfFrames", 1))
+        assert got == [ds.PixelData[i * size : (i + 1) * size] for i in range(len(got))]
