@@ -5,6 +5,7 @@ Recording must never make a request fail: errors are logged and swallowed.
 
 import logging
 
+from django.db.models import F
 from django.http import HttpRequest
 from django.utils import timezone
 
@@ -78,3 +79,16 @@ def record(
     except Exception:  # noqa: BLE001 - the activity log must never break the page it records.
         log.exception("could not record activity %s", kind)
         return None
+
+
+def event_finish(event: Event | None, *, bytes_sent: int, completed: bool) -> None:
+    """Close a long action (a download) with the bytes that actually reached the client."""
+    if event is None:
+        return
+    try:
+        Event.objects.filter(pk=event.pk).update(bytes_sent=bytes_sent, completed=completed)
+        Connection.objects.filter(pk=event.connection_id).update(
+            bytes_sent=F("bytes_sent") + bytes_sent, last_seen_at=timezone.now()
+        )
+    except Exception:  # noqa: BLE001 - the activity log must never break the page it records.
+        log.exception("could not finish activity event %s", event.pk)
