@@ -59,6 +59,18 @@ class ServerSetup(models.Model):
     def __str__(self) -> str:
         return "HTTP server setup"
 
+    def web_server_settings(self) -> dict:
+        """What the web server is started with: port, SSL, certificate and key paths, host."""
+        ssl = self.ssl_enabled and bool(self.ssl_certificate) and bool(self.ssl_key)
+        return {
+            "port": self.web_port,
+            "ssl": ssl,
+            "ssl_requested": self.ssl_enabled,
+            "certfile": self.ssl_certificate.path if ssl else "",
+            "keyfile": self.ssl_key.path if ssl else "",
+            "server_name": self.web_server_name,
+        }
+
     @classmethod
     def get(cls) -> "ServerSetup":
         setup, _ = cls.objects.get_or_create(pk=1)

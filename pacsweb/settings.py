@@ -69,6 +69,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "pacsweb.middleware.content_security_policy",
     # Axes must come last so that it sees the outcome of authentication.
     "axes.middleware.AxesMiddleware",
 ]
@@ -177,8 +178,26 @@ ZIP_MAX_RATIO = env.int("ZIP_MAX_RATIO", default=100)
 PUBLIC_IP = env.str("PACSWEB_PUBLIC_IP", default="")
 
 SECURE_CONTENT_TYPE_NOSNIFF = True
+# Patient links carry their token in the URL: no page may leak it in a Referer header.
 SECURE_REFERRER_POLICY = "no-referrer"
 X_FRAME_OPTIONS = "DENY"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+
+# PACSWEB_SSL is set by deploy/gunicorn.conf.py from the server setup's SSL switch;
+# PACSWEB_BEHIND_TLS_PROXY by sites whose reverse proxy terminates TLS (deploy/README.md).
+SSL = env.bool("PACSWEB_SSL", default=False)
+if env.bool("PACSWEB_BEHIND_TLS_PROXY", default=False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SSL = True
+if SSL:
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_SSL_REDIRECT = True
+    SECURE_HSTS_SECONDS = env.int("HSTS_SECONDS", default=365 * 24 * 3600)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    # Joining the browsers' HSTS preload list is a separate, hard-to-undo decision for the site's
+    # owner, so pacsweb does not send the preload flag and silences the check that asks for it.
+    SILENCED_SYSTEM_CHECKS = ["security.W021"]
 
 LOGGING = {
     "version": 1,

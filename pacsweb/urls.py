@@ -8,4 +8,5 @@ urlpatterns = [
     path("", include("accounts.urls")),
     path("studies/", include("studies.urls")),
     path("admin/", admin.site.urls),
+    path("health", views.health, name="health"),
 ]

@@ -1,0 +1,73 @@
+"""gunicorn configuration for pacsweb: the web port and SSL come from the admin's server setup.
+
+Start it with ``python manage.py run_web`` (or ``gunicorn -c deploy/gunicorn.conf.py``, as the
+systemd unit does). The server setup is read through ``manage.py show_server_setup`` in a child
+process, so that Django is imported only in the workers, with the SSL switch in their environment.
+"""
+
+import json
+import multiprocessing
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def _server_setup() -> dict:
+    result = subprocess.run(
+        [sys.executable, str(BASE_DIR / "manage.py"), "show_server_setup"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=BASE_DIR,
+    )
+    if result.returncode != 0:
+        sys.exit(f"pacsweb: cannot read the server setup:\n{result.stderr}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+setup = _server_setup()
+if setup["port"] == 0:
+    sys.exit(
+        "pacsweb: the web module is disabled (web port 0 in the server setup). "
+        "Set a web port in the admin's HTTP server setup to start it."
+    )
+if setup["ssl_requested"] and not setup["ssl"]:
+    sys.exit("pacsweb: SSL is on in the server setup, but no certificate and key are uploaded.")
+
+wsgi_app = "pacsweb.wsgi:application"
+chdir = str(BASE_DIR)
+bind = [f"{os.environ.get('PACSWEB_BIND', '0.0.0.0')}:{setup['port']}"]  # noqa: S104 - a server.
+if setup["ssl"]:
+    # Only TLS is spoken on the port: a plain http:// request fails at the handshake.
+    certfile = setup["certfile"]
+    keyfile = setup["keyfile"]
+    os.environ["PACSWEB_SSL"] = "1"
+    if setup["server_name"]:
+        os.environ.setdefault("ALLOWED_HOSTS", setup["server_name"])
+else:
+    os.environ["PACSWEB_SSL"] = "0"
+
+# Threads: a worker serving a long zip download keeps answering quick pages on its other threads.
+worker_class = "gthread"
+workers = int(os.environ.get("PACSWEB_WEB_WORKERS", max(2, multiprocessing.cpu_count())))
+threads = int(os.environ.get("PACSWEB_WEB_THREADS", 8))
+# gthread's timeout is the worker's heartbeat, not a limit on one request: a 2 GB download or
+# upload on one thread is not cut off while the worker's main loop keeps beating.
+timeout = 120
+graceful_timeout = 30
+keepalive = 5
+# Uploads stream to temporary files in the data folder (Django's upload handlers), not memory.
+limit_request_field_size = 16384
+
+accesslog = "-"
+errorlog = "-"
+# key=value lines, easy to grep. The path is logged without its query string: patient links carry
+# their token there, and searches carry patient names.
+access_log_format = (
+    'access remote=%(h)s method=%(m)s path="%(U)s" status=%(s)s bytes=%(B)s '
+    'duration_ms=%(M)s agent="%(a)s"'
+)
+proc_name = "pacsweb-web"
