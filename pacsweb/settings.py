@@ -177,6 +177,13 @@ ZIP_MAX_RATIO = env.int("ZIP_MAX_RATIO", default=100)
 # The internet address shown in the server setup when it cannot be detected (or to override it).
 PUBLIC_IP = env.str("PACSWEB_PUBLIC_IP", default="")
 
+# Patient-link tokens are derived from this key (tokens.derivation), which must stay outside the
+# database so that a copy of the database alone yields no working link. Set PACSWEB_TOKEN_KEY (or
+# PACSWEB_TOKEN_KEY_FILE), else a key is generated once in TOKEN_KEY_FILE. Changing it changes
+# every link.
+TOKEN_KEY = env.str("PACSWEB_TOKEN_KEY", default="")
+TOKEN_KEY_FILE = DATA_DIR / "token_key"
+
 SECURE_CONTENT_TYPE_NOSNIFF = True
 # Patient links carry their token in the URL: no page may leak it in a Referer header.
 SECURE_REFERRER_POLICY = "no-referrer"
