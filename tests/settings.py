@@ -1,0 +1,14 @@
+"""Settings for the test suite: pacsweb's own, on a data folder of the test run's own.
+
+PACSWEB_TEST_DATA_DIR is created once per run and inherited by the processes the tests start
+(the receiver, gunicorn, xdist workers), so they all share the run's folder and never the real one.
+"""
+
+import os
+import tempfile
+
+os.environ.setdefault("PACSWEB_TEST_DATA_DIR", tempfile.mkdtemp(prefix="pacsweb-test-"))
+os.environ["PACSWEB_DATA_DIR"] = os.environ["PACSWEB_TEST_DATA_DIR"]
+os.environ.setdefault("SECRET_KEY", "test-secret-key-not-for-production")
+
+from pacsweb.settings import *  # noqa: E402, F403 - the test settings are the real ones.
