@@ -185,8 +185,10 @@ TOKEN_KEY = env.str("PACSWEB_TOKEN_KEY", default="")
 TOKEN_KEY_FILE = DATA_DIR / "token_key"
 
 SECURE_CONTENT_TYPE_NOSNIFF = True
-# Patient links carry their token in the URL: no page may leak it in a Referer header.
-SECURE_REFERRER_POLICY = "no-referrer"
+# Patient links carry their token in the URL: no page may leak it in a Referer header to another
+# site. "same-origin" rather than "no-referrer", because under "no-referrer" browsers send
+# "Origin: null" with form posts, which Django's CSRF check (rightly) refuses.
+SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 
