@@ -4,13 +4,14 @@ The physicians' query form, QIDO-RS and DICOM C-FIND all describe what they want
 ``StudyQuery``; this module turns it into one indexed queryset, with no per-row Python.
 """
 
+import re
 from dataclasses import dataclass, field
 
 from django.db.models import Exists, F, OuterRef, Q, QuerySet
 
 from pacsweb.lib.dicom_dates import parse_da_range
 from pacsweb.lib.person_names import fold, fold_person_name
-from studies.lookups import has_wildcard
+from studies.lookups import MAX_CHAR, has_wildcard
 from studies.models import Instance, Patient, Series, Study
 
 
@@ -37,6 +38,9 @@ class StudyQuery:
 
     def is_empty(self) -> bool:
         return not any(getattr(self, f) for f in self.__dataclass_fields__)
+
+
+_TIME = re.compile(r"^\d{2}(:?\d{2}(:?\d{2}(\.\d{1,6})?)?)?$")
 
 
 class InvalidQuery(ValueError):
@@ -126,3 +130,87 @@ def series_of_study(study: Study) -> QuerySet[Series]:
 
 def instances_of_series(series: Series) -> QuerySet[Instance]:
     return series.instances.order_by("instance_number", "pk")
+
+
+def time_range_q(field_name: str, text: str, label: str) -> Q:
+    """Match a TM column against a time or time range (PS3.4 C.2.2.2.5): ``1000``, ``1000-1230``.
+
+    Times are stored as received (``HHMMSS.FFFFFF``, any precision); a bound given with less
+    precision covers its whole unit, so ``-12`` includes 12:59:59.
+    """
+    start_text, dash, end_text = text.strip().partition("-")
+    if not dash:
+        end_text = start_text
+    for part in (start_text, end_text):
+        if part and not _TIME.match(part):
+            raise InvalidQuery(f"{label}: not a DICOM time or time range: {text.strip()!r}")
+    if not (start_text or end_text):
+        raise InvalidQuery(f"{label}: not a DICOM time or time range: {text.strip()!r}")
+    q = Q()
+    if start_text:
+        q &= Q(**{f"{field_name}__gte": start_text.replace(":", "")})
+    if end_text:
+        q &= Q(**{f"{field_name}__lte": end_text.replace(":", "") + MAX_CHAR})
+    return q
+
+
+@dataclass
+class SeriesQuery:
+    """Series-level matching keys (QIDO-RS, C-FIND SERIES), in DICOM's query syntax."""
+
+    series_uids: list[str] = field(default_factory=list)
+    modality: str = ""
+    series_number: int | None = None
+    description: str = ""
+    body_part: str = ""
+    series_date: str = ""
+    series_time: str = ""
+
+
+def series_search(query: SeriesQuery, *, studies: QuerySet[Study]) -> QuerySet[Series]:
+    """Series of ``studies`` matching ``query``, by study then series number, with study and patient."""
+    q = Q(study__in=studies.order_by().values("pk"))
+    if query.series_uids:
+        q &= Q(series_uid__in=query.series_uids)
+    if query.modality.strip():
+        q &= Q(modality__wildcard=query.modality.strip().upper())
+    if query.series_number is not None:
+        q &= Q(series_number=query.series_number)
+    if query.description.strip():
+        q &= Q(description__wildcard=query.description.strip())
+    if query.body_part.strip():
+        q &= Q(body_part__wildcard=query.body_part.strip().upper())
+    if query.series_date.strip():
+        q &= _date_q("series_date", query.series_date, "Series date")
+    if query.series_time.strip():
+        q &= time_range_q("series_time", query.series_time, "Series time")
+    return (
+        Series.objects.filter(q)
+        .select_related("study__patient")
+        .order_by("study_id", F("series_number").asc(nulls_last=True), "pk")
+    )
+
+
+@dataclass
+class InstanceQuery:
+    """Instance-level matching keys (QIDO-RS, C-FIND IMAGE)."""
+
+    sop_uids: list[str] = field(default_factory=list)
+    sop_class_uids: list[str] = field(default_factory=list)
+    instance_number: int | None = None
+
+
+def instances_search(query: InstanceQuery, *, series: QuerySet[Series]) -> QuerySet[Instance]:
+    """Instances of ``series`` matching ``query``, in series and instance-number order."""
+    q = Q(series__in=series.order_by().values("pk"))
+    if query.sop_uids:
+        q &= Q(sop_uid__in=query.sop_uids)
+    if query.sop_class_uids:
+        q &= Q(sop_class_uid__in=query.sop_class_uids)
+    if query.instance_number is not None:
+        q &= Q(instance_number=query.instance_number)
+    return (
+        Instance.objects.filter(q)
+        .select_related("series__study__patient")
+        .order_by("series_id", F("instance_number").asc(nulls_last=True), "pk")
+    )
