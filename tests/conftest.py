@@ -16,12 +16,6 @@ def _isolated_storage(settings, tmp_path: Path) -> None:
     settings.STORAGE_DIR = tmp_path / "storage"
     settings.CACHE_DIR = tmp_path / "cache"
     settings.PRIVATE_DIR = tmp_path / "private"
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-    # Tests render pages without running collectstatic, so there is no manifest of hashed names.
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
-    }
 
 
 def make_dataset(

@@ -12,3 +12,11 @@ os.environ["PACSWEB_DATA_DIR"] = os.environ["PACSWEB_TEST_DATA_DIR"]
 os.environ.setdefault("SECRET_KEY", "test-secret-key-not-for-production")
 
 from pacsweb.settings import *  # noqa: E402, F403 - the test settings are the real ones.
+
+# Pages are rendered without a collectstatic run, here and in the servers the tests start.
+STORAGES = {
+    **STORAGES,
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}  # noqa: F405
+# Fast hashing: the suite creates many users, and the servers it starts check their passwords.
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
