@@ -15,8 +15,8 @@ from pacsweb.settings import *  # noqa: E402, F403 - the test settings are the r
 
 # Pages are rendered without a collectstatic run, here and in the servers the tests start.
 STORAGES = {
-    **STORAGES,
+    **STORAGES,  # noqa: F405
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
-}  # noqa: F405
+}
 # Fast hashing: the suite creates many users, and the servers it starts check their passwords.
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
