@@ -30,3 +30,16 @@ def fold_person_name(name: str) -> str:
     while groups and not groups[-1]:
         groups.pop()
     return fold("=".join(groups))
+
+
+def display_person_name(name: str) -> str:
+    """Return a DICOM PN value as people read it: ``DOE^JOHN^A^DR`` -> ``DR DOE, JOHN A``.
+
+    The first non-empty component group is shown (alphabetic, else ideographic, else phonetic,
+    PS3.5 6.2.1.2); components are family, given, middle, prefix and suffix.
+    """
+    group = next((g for g in name.split("=") if g.strip("^ ")), "")
+    family, given, middle, prefix, suffix = ([p.strip() for p in group.split("^")] + [""] * 5)[:5]
+    first_names = " ".join(p for p in (given, middle) if p)
+    core = ", ".join(p for p in (family, first_names) if p)
+    return " ".join(p for p in (prefix, core, suffix) if p)
