@@ -68,6 +68,8 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    # After sessions and authentication: it keeps the activity connection's last-seen time.
+    "activity.middleware.activity_middleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "pacsweb.middleware.content_security_policy",
     # Axes must come last so that it sees the outcome of authentication.
@@ -139,6 +141,9 @@ SESSION_COOKIE_AGE = env.int("SESSION_IDLE_SECONDS", default=30 * 60)
 SESSION_SAVE_EVERY_REQUEST = True
 SESSION_COOKIE_SAMESITE = "Lax"
 SESSION_COOKIE_HTTPONLY = True
+
+# Web activity (connections and their events) older than this is deleted by prune_activity.
+ACTIVITY_RETENTION_DAYS = env.int("ACTIVITY_RETENTION_DAYS", default=365)
 
 # django-axes: lock a username and an address after repeated failures, for a cool-off period.
 AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
