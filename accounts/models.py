@@ -15,7 +15,7 @@ class User(AbstractUser):
     can_upload = models.BooleanField(
         "can upload files",
         default=False,
-        help_text="May upload DICOM files, zips, HL7 orders and PDF reports.",
+        help_text="May upload DICOM files, zips and HL7 orders.",
     )
 
     def __str__(self) -> str:
