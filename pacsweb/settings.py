@@ -67,6 +67,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Right after authentication: a user made inactive loses the session at the next request.
+    "accounts.middleware.end_sessions_of_disabled_users",
     "django.contrib.messages.middleware.MessageMiddleware",
     # After sessions and authentication: it keeps the activity connection's last-seen time.
     "activity.middleware.activity_middleware",
