@@ -7,6 +7,7 @@ urlpatterns = [
     path("", views.landing, name="landing"),
     path("", include("accounts.urls")),
     path("studies/", include("studies.urls")),
+    path("", include("tokens.urls")),
     path("admin/", admin.site.urls),
     path("health", views.health, name="health"),
 ]
