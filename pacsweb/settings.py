@@ -180,6 +180,10 @@ FILE_UPLOAD_TEMP_DIR = str(DATA_DIR / "tmp")
 ZIP_MAX_MEMBERS = env.int("ZIP_MAX_MEMBERS", default=100_000)
 ZIP_MAX_TOTAL_BYTES = env.int("ZIP_MAX_TOTAL_BYTES", default=16 * 1024**3)
 ZIP_MAX_RATIO = env.int("ZIP_MAX_RATIO", default=100)
+# HL7 intake (worklist): a file, one message within it, and the segments of one message.
+HL7_MAX_FILE_BYTES = env.int("HL7_MAX_FILE_BYTES", default=10 * 1024**2)
+HL7_MAX_MESSAGE_BYTES = env.int("HL7_MAX_MESSAGE_BYTES", default=1024**2)
+HL7_MAX_SEGMENTS = env.int("HL7_MAX_SEGMENTS", default=500)
 
 # The internet address shown in the server setup when it cannot be detected (or to override it).
 PUBLIC_IP = env.str("PACSWEB_PUBLIC_IP", default="")
