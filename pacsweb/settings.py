@@ -225,9 +225,19 @@ LOGGING = {
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    # Patient links carry their token in the URL: no log line may show it.
+    "filters": {"mask_tokens": {"()": "pacsweb.lib.log_masking.MaskPatientTokens"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["mask_tokens"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {
+        # The development server's request lines go through the masked console too.
+        "django.server": {"handlers": ["console"], "level": "INFO", "propagate": False},
         # pynetdicom logs every PDU at INFO; keep its association summaries only.
         "pynetdicom": {"level": "WARNING"},
     },
