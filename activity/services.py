@@ -15,6 +15,7 @@ import logging
 from collections.abc import Callable
 
 from django.conf import settings
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
 from django.db.models import DateTimeField as DateTimeOutput
 from django.db.models import ExpressionWrapper, F
@@ -48,16 +49,24 @@ def idle_cutoff(now: datetime.datetime) -> datetime.datetime:
     return now - datetime.timedelta(seconds=settings.SESSION_COOKIE_AGE) - LAST_SEEN_INTERVAL
 
 
-def _who(request: HttpRequest):
+def _who(request: HttpRequest) -> AbstractBaseUser | None:
     user = getattr(request, "user", None)
     return user if user is not None and user.is_authenticated else None
 
 
 def connection_start(
-    request: HttpRequest, *, study_uid: str = "", patient_name: str = ""
+    request: HttpRequest,
+    *,
+    user: AbstractBaseUser | None = None,
+    study_uid: str = "",
+    patient_name: str = "",
 ) -> Connection:
-    """Start a new connection for this request's session and remember it in the session."""
-    user = _who(request)
+    """Start a new connection for this request's session and remember it in the session.
+
+    ``user`` defaults to the request's authenticated user; login passes it explicitly because
+    ``login()`` only sets ``request.user`` on requests that already have one.
+    """
+    user = user if user is not None else _who(request)
     if user is not None:
         kind = Connection.Kind.USER
     elif study_uid:
@@ -149,14 +158,15 @@ def connection_end(request: HttpRequest, *, reason: str) -> None:
         log.exception("could not end the activity connection")
 
 
-def connection_login(request: HttpRequest) -> None:
+def connection_login(request: HttpRequest, *, user: AbstractBaseUser) -> None:
     """A login: a new connection for the session, which has just been given a new key.
 
     A connection still open in this session (failed attempts, a patient link) ends here.
     """
     connection_end(request, reason=Connection.EndReason.NEW_LOGIN)
     try:
-        connection_start(request)
+        with transaction.atomic():
+            connection_start(request, user=user)
     except Exception:  # noqa: BLE001 - the activity log must never break a login.
         log.exception("could not start the activity connection of a login")
         return

@@ -23,7 +23,7 @@ def _has_session(request: HttpRequest | None) -> bool:
 @receiver(user_logged_in, dispatch_uid="activity_login")
 def _logged_in(sender, request: HttpRequest | None, user, **kwargs) -> None:
     if _has_session(request):
-        services.connection_login(request)
+        services.connection_login(request, user=user)
 
 
 @receiver(user_logged_out, dispatch_uid="activity_logout")
