@@ -8,6 +8,7 @@ urlpatterns = [
     path("", include("accounts.urls")),
     path("studies/", include("studies.urls")),
     path("", include("tokens.urls")),
+    path("", include("dicomweb.urls")),
     path("admin/", admin.site.urls),
     path("health", views.health, name="health"),
 ]
