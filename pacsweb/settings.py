@@ -22,6 +22,8 @@ STORAGE_DIR = DATA_DIR / "storage"
 CACHE_DIR = DATA_DIR / "cache"
 # Uploaded certificates, keys and reports: never under a folder that is served as static files.
 PRIVATE_DIR = DATA_DIR / "private"
+# The OHIF web viewer, installed by ``manage.py install_ohif`` (a patched copy of the npm dist).
+OHIF_DIR = Path(env.str("PACSWEB_OHIF_DIR", default=str(DATA_DIR / "ohif"))).resolve()
 
 
 def _secret_key() -> str:
