@@ -75,7 +75,7 @@ def dicom_ranges_acceptable(ranges: list[MediaRange], transfer_syntaxes: set[str
     for r in ranges:
         if r.type == "multipart/related":
             kind = r.param("type", DICOM).lower()
-        elif r.type in ("*/*", "multipart/*"):
+        elif r.type in ("*/*", "multipart/*", DICOM):
             kind = DICOM
         else:
             continue
@@ -170,7 +170,7 @@ def plan_frames(ranges: list[MediaRange], transfer_syntax: str) -> FramePlan:
             kind in (OCTET, "*/*") or kind_major == "application"
         ):
             return FramePlan(native=True, content_type=OCTET)
-        if syntax == transfer_syntax and matches_stored:
+        if syntax in ("", transfer_syntax) and matches_stored and kind != OCTET:
             return FramePlan(native=is_native, content_type=stored_type)
     raise NotAcceptable(
         f"frames of this instance are stored as {transfer_syntax}; ask for "
@@ -186,7 +186,10 @@ def frame_total(instance: Instance) -> int:
     if instance.num_frames:
         return instance.num_frames
     metadata = json.loads(instance.metadata or "{}")
-    if "7FE00010" not in metadata:
+    # Ingest leaves a deflated dataset's pixel data unparsed: its Rows tell that it has some.
+    if "7FE00010" not in metadata and not (
+        instance.transfer_syntax_uid == DEFLATED and instance.rows
+    ):
         return 0
     try:
         return int(metadata["00280008"]["Value"][0])
