@@ -52,6 +52,7 @@ import unicodedata
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 from urllib.parse import quote
 
 from django.db.models import QuerySet
@@ -175,9 +176,11 @@ def content_disposition(filename: str) -> str:
 # -- The ZIP layout -------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Entry:
-    """One file of the zip: its name, recorded size and CRC-32, and where its bytes come from."""
+class Entry(NamedTuple):
+    """One file of the zip: its name, recorded size and CRC-32, and where its bytes come from.
+
+    A named tuple rather than a dataclass: a patient's zip may list a hundred thousand of them.
+    """
 
     name: str
     size: int
@@ -198,6 +201,9 @@ def dos_datetime(moment: datetime.datetime) -> tuple[int, int]:
     time = (moment.hour << 11) | (moment.minute << 5) | (moment.second // 2)
     return date, time
 
+
+# 1980-01-01, the earliest date a zip entry can carry.
+EMPTY_DOS_DATE = (0 << 9) | (1 << 5) | 1
 
 ReadEntry = Callable[[Entry, int, int], Iterator[bytes]]
 
@@ -460,6 +466,7 @@ _ROW_FIELDS = (
     "series__series_number",
     "series__modality",
     "series__description",
+    "series__series_date",
     "series__study_id",
     "series__study__study_uid",
     "series__study__study_date",
@@ -553,19 +560,19 @@ def _readable_entries(rows: list[dict]) -> list[Entry]:
 
 def _fileset_entries(rows: list[dict]) -> list[Entry]:
     """A PS3.10 file-set: ``DICOMDIR`` first, then ``DICOM/PA000001/ST000001/SE000001/IM000001``."""
-    patients: list[dicomdir.PatientNode] = []
-    nodes: dict[tuple[str, int], object] = {}
-    images: list[tuple[dicomdir.ImageNode, dict]] = []
+    patients: dict[int, dicomdir.PatientNode] = {}
+    studies: dict[int, dicomdir.StudyNode] = {}
+    series_nodes: dict[int, dicomdir.SeriesNode] = {}
+    images: list[dicomdir.ImageNode] = []
     for row in rows:
-        patient = nodes.get(("patient", row["series__study__patient_id"]))
+        patient = patients.get(row["series__study__patient_id"])
         if patient is None:
             patient = dicomdir.PatientNode(
                 patient_id=row["series__study__patient__patient_id"],
                 name=row["series__study__patient__name"],
             )
-            nodes["patient", row["series__study__patient_id"]] = patient
-            patients.append(patient)
-        study = nodes.get(("study", row["series__study_id"]))
+            patients[row["series__study__patient_id"]] = patient
+        study = studies.get(row["series__study_id"])
         if study is None:
             study = dicomdir.StudyNode(
                 study_uid=row["series__study__study_uid"],
@@ -576,16 +583,17 @@ def _fileset_entries(rows: list[dict]) -> list[Entry]:
                 accession_number=row["series__study__accession_number"],
                 received_at=row["series__study__received_at"],
             )
-            nodes["study", row["series__study_id"]] = study
+            studies[row["series__study_id"]] = study
             patient.studies.append(study)
-        series = nodes.get(("series", row["series_id"]))
+        study.series_date = study.series_date or row["series__series_date"]
+        series = series_nodes.get(row["series_id"])
         if series is None:
             series = dicomdir.SeriesNode(
                 series_uid=row["series__series_uid"],
                 modality=row["series__modality"],
                 number=row["series__series_number"],
             )
-            nodes["series", row["series_id"]] = series
+            series_nodes[row["series_id"]] = series
             study.series.append(series)
         image = dicomdir.ImageNode(
             sop_uid=row["sop_uid"],
@@ -594,20 +602,15 @@ def _fileset_entries(rows: list[dict]) -> list[Entry]:
             number=row["instance_number"],
         )
         series.images.append(image)
-        images.append((image, row))
-    _load_headers([image for image, _ in images], [row["pk"] for _, row in images])
-    dicomdir.assign_file_ids(patients)
-    index = dicomdir.dicomdir_bytes(patients)
-    newest = max((row["received_at"] for row in rows), default=None)
-    date, time = (
-        _entry_time({"received_at": newest})
-        if newest
-        else dos_datetime(
-            datetime.datetime(1980, 1, 1)  # noqa: DTZ001 - zip times carry no zone.
-        )
-    )
+        images.append(image)
+    _load_headers(images, [row["pk"] for row in rows])
+    tree = list(patients.values())
+    dicomdir.assign_file_ids(tree)
+    index = dicomdir.dicomdir_bytes(tree)
+    # The DICOMDIR is as new as the newest instance it lists.
+    date, time = max((_entry_time(row) for row in rows), default=(EMPTY_DOS_DATE, 0))
     entries = [Entry("DICOMDIR", len(index), zlib.crc32(index), date, time, data=index)]
-    for image, row in images:
+    for image, row in zip(images, rows, strict=True):
         date, time = _entry_time(row)
         entries.append(
             Entry("/".join(image.file_id), row["size"], row["crc32"], date, time, path=row["path"])
@@ -615,7 +618,7 @@ def _fileset_entries(rows: list[dict]) -> list[Entry]:
     return entries
 
 
-def _load_headers(images: list["dicomdir.ImageNode"], pks: list[int]) -> None:
+def _load_headers(images: list[dicomdir.ImageNode], pks: list[int]) -> None:
     """Give the instances whose records need more than the index their stored header.
 
     IMAGE records need only index columns; other record types (SR, presentation states, RT,

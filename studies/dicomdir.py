@@ -12,8 +12,9 @@ from the DICOM JSON header that ingest kept (``Instance.metadata``), so no store
 
 Type 1 keys must not be empty (PS3.3 F.5), but real data often lacks them (an empty Study ID is
 common). The rule used here, always the same so the DICOMDIR is byte-identical on every request:
-a missing Patient ID becomes ``UNKNOWN-<n>``; a missing Study Date the date the study was
-received, a missing Study Time ``000000``; a missing Study ID, Series Number or Instance Number
+a missing Patient ID becomes ``UNKNOWN-<n>``; a missing Study Date the date of its first
+series that has one, else the date the study was received (dcmtk's dcmmkdir also takes another
+date of the file); a missing Study Time ``000000``; a missing Study ID, Series Number or Instance Number
 the entity's position (1, 2, ...) under its parent; a missing Modality ``OT``; missing content
 dates and times those of the study; missing labels ``UNLABELED``; a missing SR completion flag
 ``PARTIAL`` and verification flag ``UNVERIFIED``. A leaf whose record type needs something that
@@ -197,6 +198,8 @@ class StudyNode:
     study_id: str
     accession_number: str
     received_at: datetime.datetime
+    # The first Series Date among its series, for a study without a Study Date.
+    series_date: datetime.date | None = None
     series: list[SeriesNode] = field(default_factory=list)
 
 
@@ -252,8 +255,9 @@ def _integer(value: int | None, default: int) -> int:
 
 
 def _study_date(study: StudyNode) -> str:
-    if study.date is not None:
-        return study.date.strftime("%Y%m%d")
+    date = study.date or study.series_date
+    if date is not None:
+        return date.strftime("%Y%m%d")
     return study.received_at.astimezone(datetime.UTC).strftime("%Y%m%d")
 
 
