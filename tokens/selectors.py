@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from django.db.models import OuterRef, QuerySet, Subquery, Value
 from django.utils import timezone
 
-from activity.models import Event
+from activity.models import Connection, Event
 from pacsweb.models import ServerSetup
 from tokens.derivation import is_well_formed, token_digest
 from tokens.models import FailureCounter, StudyLink, StudyToken
@@ -16,8 +16,6 @@ from tokens.window import AccessWindow, LinkState, access_window, link_state
 FAILURE_WINDOW = datetime.timedelta(minutes=15)
 ADDRESS_FAILURE_LIMIT = 10
 BIRTH_DATE_FAILURE_LIMIT = 5
-# The activity events that mean a patient used a link (the page, and downloads from it).
-USAGE_EVENT_KINDS = ("token_page", "token_download", "token_report")
 
 
 @dataclass(frozen=True)
@@ -84,7 +82,9 @@ def study_links(setup: ServerSetup) -> QuerySet[StudyLink]:
     query per row.
     """
     last_used = (
-        Event.objects.filter(study_uid=OuterRef("study_uid"), kind__in=USAGE_EVENT_KINDS)
+        Event.objects.filter(
+            study_uid=OuterRef("study_uid"), connection__kind=Connection.Kind.TOKEN
+        )
         .order_by("-at")
         .values("at")[:1]
     )
@@ -94,9 +94,9 @@ def study_links(setup: ServerSetup) -> QuerySet[StudyLink]:
 
 
 def link_usage(study_uid: str, *, limit: int = 50) -> QuerySet[Event]:
-    """The most recent patient uses of a study's link, with where they came from."""
+    """The most recent patient uses of a study's link (pages, downloads, viewers) and from where."""
     return (
-        Event.objects.filter(study_uid=study_uid, kind__in=USAGE_EVENT_KINDS)
+        Event.objects.filter(study_uid=study_uid, connection__kind=Connection.Kind.TOKEN)
         .select_related("connection")
         .order_by("-at")[:limit]
     )
