@@ -26,6 +26,8 @@ from studies.models import Instance, Patient, Series, Study
 log = logging.getLogger(__name__)
 
 COPY_CHUNK = 1024 * 1024
+# The reason of a duplicate whose content is identical to the stored copy (a retransmission).
+DUPLICATE_SAME_CONTENT = "already in the archive"
 
 
 class Status(StrEnum):
@@ -150,7 +152,7 @@ def _duplicate(
         size += len(chunk)
         crc = zlib.crc32(chunk, crc)
     if (size, crc) == tuple(existing):
-        return IngestOutcome(Status.DUPLICATE, "already in the archive", sop_uid, study_uid)
+        return IngestOutcome(Status.DUPLICATE, DUPLICATE_SAME_CONTENT, sop_uid, study_uid)
     return IngestOutcome(
         Status.DUPLICATE,
         "an instance with this SOP Instance UID but different content is already in the "

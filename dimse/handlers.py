@@ -1,0 +1,140 @@
+"""Handlers of the receiver's DIMSE services, run on pynetdicom's association threads.
+
+Each C-STORE goes through ``studies.services.instance_ingest`` and is answered only once the
+instance is on disk and indexed. Every ingest outcome maps to one named C-STORE status (PS3.4
+Annex B.2.3), with the reason in the Error Comment, and the association goes on after a failure.
+"""
+
+import logging
+import re
+import threading
+import weakref
+from dataclasses import dataclass
+
+from django.db import close_old_connections, connections
+from pydicom.dataset import Dataset
+from pynetdicom.association import Association
+from pynetdicom.events import Event
+
+from studies.models import Instance
+from studies.services import DUPLICATE_SAME_CONTENT, IngestOutcome, Status, instance_ingest
+
+log = logging.getLogger(__name__)
+
+SUCCESS = 0x0000
+# Stored before, with other content: the archive keeps its first copy (the documented duplicate
+# policy), so what it holds is not what was just sent. PS3.4 B.2.3 has no duplicate status;
+# "Coercion of Data Elements" is the warning that says exactly that, and a warning (unlike a
+# failure) does not make the sender retry for ever.
+WARNING_DUPLICATE_DIFFERS = 0xB000
+OUT_OF_RESOURCES = 0xA700
+CANNOT_UNDERSTAND = 0xC000
+# Failures of the archive rather than of the data (database down, disk error): worth a retry.
+PROCESSING_FAILURE = 0xC001
+INTERNAL_ERROR = 0xC002
+# Error Comment is a Long String (PS3.7 C.4.2, PS3.5 6.2): at most 64 characters.
+ERROR_COMMENT_MAX = 64
+_UNSAFE_COMMENT = re.compile(r"[^\x20-\x5b\x5d-\x7e]")
+
+
+@dataclass
+class AssociationCounts:
+    stored: int = 0
+    duplicates: int = 0
+    failed: int = 0
+
+
+_counts: "weakref.WeakKeyDictionary[Association, AssociationCounts]" = weakref.WeakKeyDictionary()
+_counts_lock = threading.Lock()
+
+
+def _counts_of(assoc: Association) -> AssociationCounts:
+    with _counts_lock:
+        return _counts.setdefault(assoc, AssociationCounts())
+
+
+def _peer(assoc: Association) -> str:
+    requestor = assoc.requestor
+    return f"{requestor.ae_title} at {requestor.address}:{requestor.port}"
+
+
+def handle_accepted(event: Event) -> None:
+    _counts_of(event.assoc)
+    log.debug("association from %s accepted", _peer(event.assoc))
+
+
+def handle_finished(event: Event) -> None:
+    """Log the association's summary and give back its thread's database connection."""
+    with _counts_lock:
+        counts = _counts.pop(event.assoc, AssociationCounts())
+    how = "released" if event.event.name == "EVT_RELEASED" else "aborted"
+    log.info(
+        "association from %s %s: %d stored, %d duplicates, %d failed",
+        _peer(event.assoc),
+        how,
+        counts.stored,
+        counts.duplicates,
+        counts.failed,
+    )
+    # The association's thread ends now; its connection would otherwise linger until collected.
+    connections.close_all()
+
+
+def handle_echo(event: Event) -> int:
+    return SUCCESS
+
+
+def handle_store(event: Event) -> int | Dataset:
+    # Each association runs on its own thread with its own connection, which may have gone
+    # stale between two C-STOREs (healthchecks' guard for its SMTP listener).
+    close_old_connections()
+    counts = _counts_of(event.assoc)
+    try:
+        outcome = instance_ingest(
+            file=event.encoded_dataset(include_meta=True),
+            source=Instance.Source.RECEIVER,
+            source_detail=event.assoc.requestor.ae_title,
+        )
+    except Exception:
+        log.exception("C-STORE from %s failed", _peer(event.assoc))
+        counts.failed += 1
+        return _status(INTERNAL_ERROR, "internal error in the archive")
+    if outcome.ok:
+        if outcome.status == Status.STORED:
+            counts.stored += 1
+        else:
+            counts.duplicates += 1
+    else:
+        counts.failed += 1
+        log.warning(
+            "C-STORE from %s of %s: %s: %s",
+            _peer(event.assoc),
+            outcome.sop_uid or event.request.AffectedSOPInstanceUID,
+            outcome.status,
+            outcome.reason,
+        )
+    return _response(outcome)
+
+
+def _response(outcome: IngestOutcome) -> int | Dataset:
+    if outcome.status == Status.STORED:
+        return SUCCESS
+    if outcome.status == Status.DUPLICATE:
+        # Identical bytes again: a retransmission, and the instance is safely in the archive.
+        if outcome.reason == DUPLICATE_SAME_CONTENT:
+            return SUCCESS
+        return _status(WARNING_DUPLICATE_DIFFERS, outcome.reason)
+    if outcome.status == Status.REJECTED:
+        return _status(CANNOT_UNDERSTAND, outcome.reason)
+    if outcome.out_of_space:
+        return _status(OUT_OF_RESOURCES, outcome.reason)
+    return _status(PROCESSING_FAILURE, outcome.reason)
+
+
+def _status(code: int, comment: str) -> Dataset:
+    ds = Dataset()
+    ds.Status = code
+    # The reason may quote untrusted values: keep the default character repertoire and no
+    # backslash, which would split the value in two (PS3.5 6.1.2, 6.2).
+    ds.ErrorComment = _UNSAFE_COMMENT.sub("?", comment)[:ERROR_COMMENT_MAX]
+    return ds
