@@ -85,9 +85,13 @@ class Event(models.Model):
         VIEWER_OPENED = "viewer_opened", "Viewer opened"
         DICOMWEB = "dicomweb", "DICOMweb access"
 
-    connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="events")
+    # Indexed by (connection, at) below, which also serves lookups by connection alone.
+    connection = models.ForeignKey(
+        Connection, on_delete=models.CASCADE, related_name="events", db_index=False
+    )
     at = models.DateTimeField(db_index=True)
-    kind = models.CharField(max_length=32, db_index=True, choices=Kind.choices)
+    # Not indexed on its own: a handful of values, always combined with a connection or a time.
+    kind = models.CharField(max_length=32, choices=Kind.choices)
     study_uid = models.CharField(max_length=64, blank=True, db_index=True)
     patient_name = models.CharField(max_length=324, blank=True)
     # The patient name folded for case- and accent-insensitive search (pacsweb.lib.person_names).
