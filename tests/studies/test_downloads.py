@@ -1,10 +1,19 @@
 """The physicians' zip downloads: studies/download_views.py over studies/archive.py."""
 
+import http.client
 import io
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
 import zipfile
+from pathlib import Path
 
 import pydicom
 import pytest
+from django.db import connection
 from django.urls import reverse
 from pydicom.fileset import FileSet
 from pydicom.uid import generate_uid
@@ -381,3 +390,126 @@ def test_zip_names_are_safe_for_every_system(user_client) -> None:
         names = sorted(zf.namelist())
     folder = "_CON/2024-01-15 a_b_c_d_e_f_g_h_i_j/CT gpj.exe"
     assert names == [f"{folder}/instance (2).dcm", f"{folder}/instance.dcm"]
+
+
+# -- Through a real server ------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def database_url() -> str:
+    db = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{db['NAME']}"
+    return f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+
+
+@pytest.fixture
+def gunicorn(transactional_db, settings, tmp_path):
+    """gunicorn (one worker, one thread) on this test's database and storage; yields its port."""
+    port = free_port()
+    log_path = tmp_path / "gunicorn.log"
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "DATABASE_URL": database_url(),
+        # The server's storage folder is <data dir>/storage: the one this test writes to.
+        "PACSWEB_TEST_DATA_DIR": str(Path(settings.STORAGE_DIR).parent),
+        "SECRET_KEY": settings.SECRET_KEY,
+    }
+    gunicorn_bin = Path(sys.executable).parent / "gunicorn"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [str(gunicorn_bin), "pacsweb.wsgi", "-b", f"127.0.0.1:{port}", "-k", "gthread"]
+            + ["--workers", "1", "--threads", "1"],
+            cwd=settings.BASE_DIR,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert process.poll() is None, log_path.read_text()
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "gunicorn did not open its port"
+                time.sleep(0.05)
+        yield port
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def session_cookie(client) -> str:
+    user = User.objects.create_user("remote", password="correct horse battery")
+    client.force_login(user)
+    return f"sessionid={client.cookies['sessionid'].value}"
+
+
+def wait_for_finished_download() -> Event:
+    deadline = time.monotonic() + 20
+    while True:
+        event = Event.objects.filter(kind=Event.Kind.DOWNLOAD).first()
+        if event is not None and event.completed is not None:
+            return event
+        assert time.monotonic() < deadline, "the download was never finished in the activity log"
+        time.sleep(0.05)
+
+
+def test_over_http_a_missing_file_cuts_the_connection_short(gunicorn, client, archive_data):
+    cookie = session_cookie(client)
+    second = Instance.objects.filter(series__series_uid=archive_data["series_1"]).order_by(
+        "instance_number"
+    )[1]
+    storage.delete(second.path)
+    conn = http.client.HTTPConnection("127.0.0.1", gunicorn, timeout=20)
+    conn.request("GET", study_url(archive_data["study_a"]), headers={"Cookie": cookie})
+    response = conn.getresponse()
+    assert response.status == 200
+    expected = int(response.getheader("Content-Length"))
+    with pytest.raises(http.client.IncompleteRead) as cut:
+        response.read()
+    assert 0 < len(cut.value.partial) < expected
+    conn.close()
+    event = wait_for_finished_download()
+    assert (event.completed, event.bytes_sent) == (False, len(cut.value.partial))
+
+
+def test_over_http_a_client_that_leaves_frees_the_worker(gunicorn, client) -> None:
+    cookie = session_cookie(client)
+    study_uid, series_uid = generate_uid(), generate_uid()
+    for number in range(6):
+        # About 4 MB each: far more than the socket buffers hold once the client stops reading.
+        ingest(
+            study_uid=study_uid,
+            series_uid=series_uid,
+            InstanceNumber=number,
+            rows=1024,
+            columns=2048,
+        )
+    request = (
+        f"GET {study_url(study_uid)} HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: {cookie}\r\n\r\n"
+    ).encode()
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024)
+    sock.connect(("127.0.0.1", gunicorn))
+    sock.sendall(request)
+    received = sock.recv(65536)
+    assert received.startswith(b"HTTP/1.1 200")
+    total = int(re.search(rb"Content-Length: (\d+)", received).group(1))
+    sock.close()
+    event = wait_for_finished_download()
+    assert event.completed is False
+    assert 0 < event.bytes_sent < total
+    # The server's only thread is free again: the next request is answered.
+    conn = http.client.HTTPConnection("127.0.0.1", gunicorn, timeout=10)
+    conn.request("HEAD", study_url(study_uid), headers={"Cookie": cookie})
+    assert conn.getresponse().status == 200
+    conn.close()
