@@ -45,27 +45,35 @@ def _identifiers(study, report) -> dict[str, str]:
     }
 
 
-def _value(name: str, ids: dict[str, str]) -> str:
-    lowered = name.lower()
-    for key, words in (
-        ("series", ("series",)),
-        ("instance", ("sop", "instance", "object_uid", "objectuid")),
-        ("study", ("study", "uid")),
-        ("report", ("report",)),
-        ("patient", ("patient",)),
-    ):
-        if any(word in lowered for word in words):
-            return ids[key]
-    if lowered in ("frame", "frames", "frame_list", "frame_numbers"):
+def _value(name: str, before: str, ids: dict[str, str]) -> str:
+    """B's identifier for a URL parameter, judged by its name and the path segment before it."""
+    segment = before.rstrip("/").rsplit("/", 1)[-1].lower()
+    name = name.lower()
+    if "series" in name or segment == "series":
+        return ids["series"]
+    if "sop" in name or "instance" in name or segment == "instances":
+        return ids["instance"]
+    if "report" in name or segment == "reports":
+        return ids["report"]
+    if "patient" in name or segment == "patient":
+        return ids["patient"]
+    if "study" in name or segment in ("study", "studies"):
+        return ids["study"]
+    if name.startswith("frame"):
         return "1"
-    if lowered == "path":
+    if name == "tag":
+        return "7FE00010"
+    if name == "path":
         return f"studies/{ids['study']}"
     return ids["pk"]
 
 
 def _fill(pattern: str, ids: dict[str, str]) -> str | None:
-    text = ROUTE_PARAMETER.sub(lambda m: _value(m.group(1), ids), pattern)
-    text = REGEX_GROUP.sub(lambda m: _value(m.group(1), ids), text)
+    def replace(match: re.Match) -> str:
+        return _value(match.group(1), match.string[: match.start()], ids)
+
+    text = ROUTE_PARAMETER.sub(replace, pattern)
+    text = REGEX_GROUP.sub(replace, text)
     text = text.lstrip("^").removesuffix("$").removesuffix(r"\Z").replace("\\", "")
     # A regex that still has alternatives or repetitions cannot be turned into one URL.
     return None if re.search(r"[()\[\]*+?|{}]", text) else text
@@ -145,6 +153,7 @@ def test_a_token_for_a_never_serves_b(client, two_studies, link_of):
     assert leaked == {}
     # The session still reaches A's own data, so the check above was made with a live grant.
     assert b"alpha-report-body" in _body(client.get(f"/token/report/{a.reports.get().pk}"))
+    assert a.study_uid.encode() in _body(client.get("/dicomweb/studies"))
 
 
 def test_the_leak_check_detects_b_when_it_is_shown(client, django_user_model, two_studies):
