@@ -65,15 +65,18 @@ def _make_log(now: datetime.datetime, users: list[User]) -> None:
         )
     kinds = ", ".join(f"('{kind}')" for kind in KINDS)
     with db_connection.cursor() as cursor:
-        cursor.executemany(
-            f"""
-            INSERT INTO {Connection._meta.db_table}
-                (kind, user_id, username, study_uid, patient_name, session_key, client_address,
-                 user_agent, started_at, last_seen_at, ended_at, end_reason, bytes_sent)
-            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
-            """,  # noqa: S608 - the table name only, values are parameters.
-            rows,
+        columns = (
+            "kind, user_id, username, study_uid, patient_name, session_key, client_address, "
+            "user_agent, started_at, last_seen_at, ended_at, end_reason, bytes_sent"
         )
+        # Many rows per statement: one round trip per batch, on SQLite and PostgreSQL alike.
+        for first in range(0, len(rows), 1000):
+            batch = rows[first : first + 1000]
+            values = ", ".join(["(" + ", ".join(["%s"] * len(rows[0])) + ")"] * len(batch))
+            cursor.execute(
+                f"INSERT INTO {Connection._meta.db_table} ({columns}) VALUES {values}",  # noqa: S608 - placeholders only.
+                [value for row in batch for value in row],
+            )
         cursor.execute(
             f"""
             INSERT INTO {Event._meta.db_table}
