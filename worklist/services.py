@@ -131,10 +131,10 @@ def _intake_message(chunk: Chunk, source: str, source_detail: str) -> MessageOut
 
     record.raw = raw
     record.sha256 = sha256(raw)
-    previous = _stored_message(header)
-    if previous is not None:
-        return _repeat(previous, record, name, header)
     try:
+        previous = _stored_message(header)
+        if previous is not None:
+            return _repeat(previous, record, name, header)
         with transaction.atomic():
             record.outcome = HL7Message.Outcome.STORED
             record.save()
