@@ -217,7 +217,8 @@ def patient_report(request: HttpRequest, report_id: int) -> HttpResponse:
         completed=True,
     )
     filename = report.title if report.title.lower().endswith(".pdf") else f"{report.title}.pdf"
-    return FileResponse(fp, content_type="application/pdf", filename=filename)
+    # Saved, not shown inline: an uploaded PDF is not rendered in this site's own origin.
+    return FileResponse(fp, as_attachment=True, content_type="application/pdf", filename=filename)
 
 
 @require_GET

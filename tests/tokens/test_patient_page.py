@@ -223,3 +223,17 @@ def test_token_of_another_key_opens_nothing(client, study, link_of):
     with override_settings(TOKEN_KEY="someone-elses-key-" + "z" * 30):
         guess = derive_token(study_uid=study.study_uid, generation=1)
     assert client.get(f"/token?{guess}").status_code == 404
+
+
+def test_report_downloads_as_a_file_and_is_recorded(client, study, link_of, add_report):
+    report = add_report(study, title="Befund Müller", content=b"%PDF-1.4 body %%EOF")
+    client.get(link_of(study))
+    response = client.get(f"/token/report/{report.pk}")
+    assert response.status_code == 200
+    assert response["Content-Type"] == "application/pdf"
+    assert response["Content-Disposition"].startswith("attachment;")
+    assert "Befund%20M%C3%BCller.pdf" in response["Content-Disposition"]
+    assert b"".join(response.streaming_content) == b"%PDF-1.4 body %%EOF"
+    event = Event.objects.get(kind="download")
+    assert event.detail == {"what": "report", "title": "Befund Müller"}
+    assert event.completed is True and event.bytes_sent == len(b"%PDF-1.4 body %%EOF")
