@@ -30,6 +30,7 @@ class Bar:
 class Chart:
     title: str
     total: str
+    peak: str
     width: int
     height: int
     bars: list[Bar]
@@ -63,6 +64,7 @@ def _chart(
     return Chart(
         title=title,
         total=text(sum(values)),
+        peak=text(max(values, default=0)),
         width=SLOT * len(buckets),
         height=HEIGHT,
         bars=bars,
