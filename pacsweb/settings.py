@@ -60,6 +60,7 @@ INSTALLED_APPS = [
     "dicomweb",
     "dimse",
     "activity",
+    "uploads",
 ]
 
 MIDDLEWARE = [

@@ -7,6 +7,7 @@ urlpatterns = [
     path("", views.landing, name="landing"),
     path("", include("accounts.urls")),
     path("studies/", include("studies.urls")),
+    path("upload/", include("uploads.urls")),
     path("", include("tokens.urls")),
     path("", include("dicomweb.urls")),
     path("admin/", admin.site.urls),
