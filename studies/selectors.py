@@ -7,12 +7,13 @@ The physicians' query form, QIDO-RS and DICOM C-FIND all describe what they want
 import re
 from dataclasses import dataclass, field
 
-from django.db.models import Exists, F, OuterRef, Q, QuerySet
+from django.core.paginator import Page, Paginator
+from django.db.models import Exists, F, OuterRef, Prefetch, Q, QuerySet
 
 from pacsweb.lib.dicom_dates import parse_da_range
 from pacsweb.lib.person_names import fold, fold_person_name
 from studies.lookups import MAX_CHAR, has_wildcard
-from studies.models import Instance, Patient, Series, Study
+from studies.models import Instance, Patient, Series, Study, StudyReport
 
 
 @dataclass
@@ -214,3 +215,62 @@ def instances_search(query: InstanceQuery, *, series: QuerySet[Series]) -> Query
         .select_related("series__study__patient")
         .order_by("series_id", F("instance_number").asc(nulls_last=True), "pk")
     )
+
+
+# The physicians' pages ------------------------------------------------------------------------
+
+
+@dataclass
+class PatientResult:
+    """One patient of a results page, with the studies that matched and all their study UIDs."""
+
+    patient: Patient
+    studies: list[Study]
+    all_study_uids: list[str]
+
+
+def with_reports(studies: QuerySet[Study]) -> QuerySet[Study]:
+    return studies.prefetch_related(
+        Prefetch("reports", queryset=StudyReport.objects.order_by("uploaded_at", "pk"))
+    )
+
+
+def results_page(
+    query: StudyQuery, *, page: int | str, per_page: int
+) -> tuple[Page, list[PatientResult]]:
+    """One page of patients matching ``query`` (most recent study first), with their studies.
+
+    A fixed number of queries whatever the page holds: the count, the patients, their matching
+    studies, those studies' reports, and the UIDs of all their studies (for the viewer links).
+    """
+    paginator = Paginator(patients_search(query), per_page)
+    page_obj = paginator.get_page(page)
+    patients = list(page_obj.object_list)
+    ids = [patient.pk for patient in patients]
+    matching: dict[int, list[Study]] = {pk: [] for pk in ids}
+    if ids:
+        for study in with_reports(studies_search(query).filter(patient_id__in=ids)):
+            matching[study.patient_id].append(study)
+    every_uid: dict[int, list[str]] = {pk: [] for pk in ids}
+    if ids:
+        rows = (
+            Study.objects.filter(patient_id__in=ids)
+            .order_by("-study_date", "-study_time", "-pk")
+            .values_list("patient_id", "study_uid")
+        )
+        for patient_id, study_uid in rows:
+            every_uid[patient_id].append(study_uid)
+    results = [PatientResult(p, matching[p.pk], every_uid[p.pk]) for p in patients]
+    return page_obj, results
+
+
+def studies_of_patient(patient: Patient) -> QuerySet[Study]:
+    """All the patient's studies, most recent first, with their reports."""
+    return with_reports(patient.studies.order_by("-study_date", "-study_time", "-pk"))
+
+
+def series_middle_instance(series: Series) -> Instance | None:
+    """The instance in the middle of the series (by instance number): what its thumbnail shows."""
+    if series.num_instances <= 0:
+        return None
+    return instances_of_series(series)[series.num_instances // 2 :].first()

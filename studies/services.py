@@ -7,6 +7,8 @@ It never raises for bad data: it returns an ``IngestOutcome`` that says what hap
 import datetime
 import io
 import logging
+import os
+import uuid
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -14,14 +16,17 @@ from enum import StrEnum
 from pathlib import Path
 from typing import BinaryIO
 
+from django.core.files import File
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from pydicom.dataset import Dataset
+from pypdf import PdfReader
 
+from accounts.models import User
 from pacsweb.lib.dicom_dates import parse_da
 from pacsweb.lib.person_names import fold, fold_person_name
 from studies import dicom_header, storage
-from studies.models import Instance, Patient, Series, Study
+from studies.models import Instance, Patient, Series, Study, StudyReport
 
 log = logging.getLogger(__name__)
 
@@ -272,3 +277,73 @@ def _index(fields: dict[str, dict], instance_fields: dict) -> None:
         modalities = Series.objects.filter(study=study).values_list("modality", flat=True)
         joined = "\\".join(sorted({m for m in modalities if m}))[:128]
         Study.objects.filter(pk=study.pk).update(modalities=joined)
+
+
+# PDF reports ----------------------------------------------------------------------------------
+
+REPORT_MAX_BYTES = 50 * 1024 * 1024
+
+
+class ReportRejected(ValueError):
+    """The file cannot be attached as a report; the message says why, for the user."""
+
+
+def study_report_attach(
+    *, study: Study, file: BinaryIO, filename: str, user: User | None
+) -> StudyReport:
+    """Attach a PDF report to ``study``, or raise ReportRejected saying why not.
+
+    Only a real PDF is kept: it starts with the PDF signature and a PDF parser finds its pages.
+    It is stored under a generated name; ``filename`` (the user's name for it) is its title.
+    """
+    file.seek(0, io.SEEK_END)
+    size = file.tell()
+    if size == 0:
+        raise ReportRejected("The file is empty.")
+    if size > REPORT_MAX_BYTES:
+        raise ReportRejected(
+            f"The file is larger than {REPORT_MAX_BYTES // 1024**2} MB, the limit for a report."
+        )
+    file.seek(0)
+    # ISO 32000-1 7.5.2: a PDF file starts with "%PDF-" and the version.
+    if file.read(5) != b"%PDF-":
+        raise ReportRejected("This is not a PDF file. Reports are attached as PDF.")
+    _check_pdf_pages(file)
+    file.seek(0)
+    report = StudyReport(study=study, title=_report_title(filename), size=size, uploaded_by=user)
+    report.file.save(f"{uuid.uuid4().hex}.pdf", File(file), save=False)
+    try:
+        _fsync(Path(report.file.path))
+        report.save()
+    except BaseException:
+        # Never leave a file without its row.
+        report.file.delete(save=False)
+        raise
+    return report
+
+
+def _check_pdf_pages(file: BinaryIO) -> None:
+    file.seek(0)
+    try:
+        reader = PdfReader(file, strict=False)
+        if reader.is_encrypted and not reader.decrypt(""):
+            raise ReportRejected("The PDF is protected by a password: attach an unprotected copy.")
+        pages = len(reader.pages)
+    except ReportRejected:
+        raise
+    except Exception as exc:  # noqa: BLE001 - pypdf raises many types for damaged files.
+        raise ReportRejected("The PDF is damaged: it cannot be read.") from exc
+    if pages == 0:
+        raise ReportRejected("The PDF has no pages.")
+
+
+def _report_title(filename: str) -> str:
+    # Browsers send a bare name, some old ones a whole Windows path; keep the last part only.
+    name = filename.replace("\\", "/").rsplit("/", 1)[-1]
+    name = "".join(c for c in name if c.isprintable()).strip()
+    return name[:200] or "report.pdf"
+
+
+def _fsync(path: Path) -> None:
+    with open(path, "rb") as fp:
+        os.fsync(fp.fileno())
