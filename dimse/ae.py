@@ -24,9 +24,9 @@ from pydicom.uid import (
 )
 from pynetdicom import AE, AllStoragePresentationContexts, evt
 from pynetdicom.events import EventHandlerType
-from pynetdicom.sop_class import Verification
+from pynetdicom.sop_class import ModalityWorklistInformationFind, Verification
 
-from dimse import handlers
+from dimse import handlers, worklist_find
 
 # Uncompressed syntaxes, for services whose messages carry no pixel data.
 UNCOMPRESSED_TRANSFER_SYNTAXES = [
@@ -61,6 +61,7 @@ def presentation_contexts() -> list[tuple[str, list[str]]]:
     """Every (abstract syntax, transfer syntaxes) the receiver accepts as an SCP."""
     return [
         (Verification, UNCOMPRESSED_TRANSFER_SYNTAXES),
+        (ModalityWorklistInformationFind, UNCOMPRESSED_TRANSFER_SYNTAXES),
         *((cx.abstract_syntax, STORAGE_TRANSFER_SYNTAXES) for cx in AllStoragePresentationContexts),
     ]
 
@@ -70,6 +71,7 @@ def event_handlers() -> list[EventHandlerType]:
     return [
         (evt.EVT_C_ECHO, handlers.handle_echo),
         (evt.EVT_C_STORE, handlers.handle_store),
+        (evt.EVT_C_FIND, worklist_find.handle_worklist_find),
         (evt.EVT_ACCEPTED, handlers.handle_accepted),
         (evt.EVT_RELEASED, handlers.handle_finished),
         (evt.EVT_ABORTED, handlers.handle_finished),

@@ -6,21 +6,13 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from django.db import connections
-from pynetdicom import AE, evt
 from pynetdicom.association import Association
-from pynetdicom.sop_class import ModalityWorklistInformationFind
 from pynetdicom.transport import RequestHandler, ThreadedAssociationServer
 
-from dimse.worklist_find import handle_worklist_find
+from dimse import ae as dimse_ae
 from tests.worklist import hl7_samples as s
 from worklist.models import Order
 from worklist.services import Status, hl7_file_intake
-
-
-def _close_connections(event: evt.Event) -> None:
-    # Each association runs on its own thread with its own database connection.
-    connections.close_all()
 
 
 class _NoDelayHandler(RequestHandler):
@@ -38,16 +30,11 @@ def no_delay(assoc: Association) -> Association:
 
 @contextmanager
 def worklist_scp() -> Iterator[int]:
-    """A running MWL SCP bound to 127.0.0.1 on a free port; yields the port."""
-    ae = AE(ae_title="PACSWEB")
-    ae.add_supported_context(ModalityWorklistInformationFind)
+    """pacsweb's own application entity (dimse.ae), serving on 127.0.0.1; yields the port."""
+    ae = dimse_ae.build_ae(ae_title="PACSWEB", max_pdu=0, max_associations=4)
     server = ae.make_server(
         ("127.0.0.1", 0),
-        evt_handlers=[
-            (evt.EVT_C_FIND, handle_worklist_find),
-            (evt.EVT_RELEASED, _close_connections),
-            (evt.EVT_ABORTED, _close_connections),
-        ],
+        evt_handlers=dimse_ae.event_handlers(),
         server_class=ThreadedAssociationServer,
         request_handler=_NoDelayHandler,
     )
