@@ -369,8 +369,13 @@ def orders_mark_arrived(*, study_uid: str, accession_number: str = "") -> int:
     if accession_number.strip():
         match |= Q(accession_number=accession_number.strip())
     now = timezone.now()
+    orders = Order.objects.filter(match, state__in=Order.OPEN_STATES)
     try:
-        return Order.objects.filter(match, state__in=Order.OPEN_STATES).update(
+        # Nearly every call finds nothing to do; a read first keeps those calls from taking
+        # SQLite's write lock, which the receiver's ingest needs.
+        if not orders.exists():
+            return 0
+        return orders.update(
             state=Order.State.DONE,
             state_reason="images arrived",
             arrived_at=now,
