@@ -122,7 +122,7 @@ def test_live_list_shows_user_address_start_last_action_and_download_progress(
         Event.Kind.DOWNLOAD,
         study_uid="1.2.3",
         patient_name="DOE^JOHN",
-        detail={"level": "study", "total_bytes": 4 * 1024 * 1024},
+        detail={"level": "study", "bytes_total": 4 * 1024 * 1024},
     )
     services.event_progress(event, bytes_sent=1024 * 1024)
 

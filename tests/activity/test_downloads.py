@@ -1,11 +1,6 @@
-"""Downloads: running, progressing, completed or cut off, with the bytes that really went out."""
-
-from collections.abc import Iterator
+"""event_progress and event_finish: a download's life in the log (pages: test_download_pages)."""
 
 import pytest
-from django.core.signals import request_finished
-from django.db import close_old_connections
-from django.http import StreamingHttpResponse
 
 from activity import selectors, services
 from activity.models import Connection, Event
@@ -21,7 +16,7 @@ def _download(request, *, total: int) -> Event:
         Event.Kind.DOWNLOAD,
         study_uid="1.2.840.5",
         patient_name="DOE^JOHN",
-        detail={"level": "study", "total_bytes": total},
+        detail={"level": "study", "bytes_total": total},
     )
 
 
@@ -37,44 +32,6 @@ def test_a_cut_off_download_is_incomplete_with_the_bytes_actually_sent(physician
     assert stored.bytes_sent == 3 * CHUNK + 17
     assert Connection.objects.get().bytes_sent == 3 * CHUNK + 17
     assert not selectors.running_downloads([stored.connection_id])
-
-
-def test_a_stream_closed_mid_way_finishes_its_event_with_what_was_sent(physician, session_request):
-    """The way a streaming view uses the three calls: record, progress per chunk, finish on close.
-
-    Django closes a streamed response when the client goes away, which closes its generator; the
-    ``finally`` clause then runs with the count of chunks that were handed to the server.
-    """
-    request = session_request(user=physician)
-    event = _download(request, total=10 * CHUNK)
-
-    def chunks() -> Iterator[bytes]:
-        sent = 0
-        completed = False
-        try:
-            for _ in range(10):
-                yield b"x" * CHUNK
-                sent += CHUNK
-                services.event_progress(event, bytes_sent=sent)
-            completed = True
-        finally:
-            services.event_finish(event, bytes_sent=sent, completed=completed)
-
-    response = StreamingHttpResponse(chunks())
-    stream = iter(response)
-    received = [next(stream) for _ in range(4)]
-    # Closing a response also ends the request, whose signal would close the test's database
-    # connection; Django's test client keeps it open the same way.
-    request_finished.disconnect(close_old_connections)
-    try:
-        response.close()
-    finally:
-        request_finished.connect(close_old_connections)
-
-    stored = Event.objects.get(pk=event.pk)
-    assert stored.completed is False
-    # Four chunks were taken; the fourth was handed out, but its count had not been added yet.
-    assert len(received) == 4 and stored.bytes_sent == 3 * CHUNK
 
 
 def test_progress_is_written_at_most_every_two_seconds(physician, session_request, clock):

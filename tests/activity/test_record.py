@@ -126,7 +126,7 @@ def test_download_records_level_study_and_running_state(physician, session_reque
         Event.Kind.DOWNLOAD,
         study_uid="1.2.3",
         patient_name="DOE^JOHN",
-        detail={"level": "study", "total_bytes": 1000},
+        detail={"level": "study", "bytes_total": 1000},
     )
     stored = Event.objects.get(pk=event.pk)
     assert stored.kind == "download" and stored.completed is None and stored.is_running
