@@ -315,8 +315,8 @@ def _dicomdir_entry(label: str) -> Entry:
     return Entry(
         label,
         Kind.DICOMDIR,
-        reason="a CD's DICOMDIR index, not an image: skipped (the images it lists are read "
-        "from their own files)",
+        reason="the CD's index (DICOMDIR), not an image; the images it lists are read from "
+        "their own files",
     )
 
 

@@ -96,9 +96,10 @@ def _take_in(request: HttpRequest) -> HttpResponse:
     if not files:
         return _page(request, error="Choose files or a folder to upload first.", status=400)
     names = _names(request.POST.get("paths", ""), [f.name for f in files])
+    # Browsers send a folder's files in no useful order; by name, a CD's series stay together.
+    chosen = sorted(zip(names, files, strict=True), key=lambda pair: pair[0])
     batch = upload_batch_create(
-        user=request.user,
-        files=[UploadedFile(name, upload) for name, upload in zip(names, files, strict=True)],
+        user=request.user, files=[UploadedFile(name, upload) for name, upload in chosen]
     )
     record(
         request,

@@ -200,7 +200,7 @@ def test_nested_zips_are_imported_and_a_damaged_member_rejects_only_itself(tmp_p
     )
     out, err = run_import(outer)
     assert Instance.objects.count() == 3
-    assert f"skipped: {outer}/inner.zip/DICOMDIR: a CD's DICOMDIR index" in err
+    assert f"skipped: {outer}/inner.zip/DICOMDIR: the CD's index (DICOMDIR)" in err
     assert f"rejected: {outer}/bad.zip: not a readable zip" in err
     assert (
         f"rejected: {outer}/bz.zip/packed.dcm: damaged in the zip (compressed with a method" in err
@@ -253,7 +253,7 @@ def test_cd_copy_with_dicomdir(tmp_path: Path) -> None:
     assert (cd / "DICOMDIR").is_file()
     out, err = run_import(cd)
     assert sorted(Instance.objects.values_list("sop_uid", flat=True)) == sorted(uids)
-    assert f"skipped: {cd / 'DICOMDIR'}: a CD's DICOMDIR index, not an image" in err
+    assert f"skipped: {cd / 'DICOMDIR'}: the CD's index (DICOMDIR), not an image" in err
     assert "skipped:              1" in out
 
 

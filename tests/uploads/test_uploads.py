@@ -102,8 +102,8 @@ def test_mixed_files_each_get_their_outcome_on_the_result_page(uploader_client, 
         without(radis_orm(control_id="UPL002", accession="ACC2"), "PID")
     )
     files = [
-        ("one.dcm", first),
-        ("again.dcm", first),
+        ("first.dcm", first),
+        ("second-copy.dcm", first),
         ("cd.zip", zip_of({"DICOM/IM1": dcm(patient_id="MIX3"), "README.TXT": b"cd"})),
         ("notes.pdf", b"%PDF-1.4 not an image"),
         ("broken.dcm", to_bytes(broken)),
@@ -116,21 +116,24 @@ def test_mixed_files_each_get_their_outcome_on_the_result_page(uploader_client, 
     assert response["Location"] == reverse("uploads:result", args=[batch.pk])
     assert (batch.files, batch.stored, batch.duplicates, batch.rejected, batch.skipped) == (
         7,
-        3,  # one.dcm, cd.zip/DICOM/IM1 and the first HL7 message.
+        3,  # first.dcm, cd.zip/DICOM/IM1 and the first HL7 message.
         1,
         2,  # broken.dcm and the HL7 message without PID.
         3,  # cd.zip/README.TXT, notes.pdf and DICOMDIR.
     )
     outcome = {row["name"]: (row["status"], row["reason"]) for row in batch.results}
-    assert outcome["one.dcm"] == ("stored", "")
-    assert outcome["again.dcm"] == ("duplicate", "already in the archive")
+    assert outcome["first.dcm"] == ("stored", "")
+    assert outcome["second-copy.dcm"] == ("duplicate", "already in the archive")
     assert outcome["cd.zip/DICOM/IM1"] == ("stored", "")
     assert outcome["cd.zip/README.TXT"][0] == "skipped"
     assert outcome["broken.dcm"] == ("rejected", "StudyInstanceUID is missing")
     assert outcome["orders.hl7 · message 1 (UPL001)"] == ("stored", "")
     status, reason = outcome["orders.hl7 · message 2 (UPL002)"]
     assert status == "rejected" and "PID" in reason
-    assert outcome["DICOMDIR"][0] == "skipped" and "DICOMDIR index" in outcome["DICOMDIR"][1]
+    assert (
+        outcome["DICOMDIR"][0] == "skipped"
+        and "the CD's index (DICOMDIR)" in outcome["DICOMDIR"][1]
+    )
 
     assert Instance.objects.count() == 2
     assert set(Instance.objects.values_list("source", "source_detail")) == {("upload", "uploader")}
@@ -153,7 +156,7 @@ def test_mixed_files_each_get_their_outcome_on_the_result_page(uploader_client, 
     assert "StudyInstanceUID is missing" in body
     assert "Already in the archive" in body
     problems = uploader_client.get(response["Location"] + "?show=problems").content.decode()
-    assert "broken.dcm" in problems and "one.dcm" not in problems
+    assert "broken.dcm" in problems and "first.dcm" not in problems
 
 
 def test_folder_paths_from_the_page_script_name_the_files(uploader_client) -> None:
