@@ -208,8 +208,9 @@ def record(
 ) -> Event | None:
     """Record one action of the request's connection; returns the event (None if it failed).
 
-    ``kind`` is one of ``Event.Kind``. A download records ``completed=None`` when it starts, may
-    report ``event_progress`` while it streams, and ends with ``event_finish``.
+    ``kind`` is one of ``Event.Kind``. A download records ``completed=None`` when it starts (with
+    ``detail["level"]`` and, if known, ``detail["bytes_total"]``, which the live list turns into a
+    progress bar), may report ``event_progress`` while it streams, and ends with ``event_finish``.
     """
     try:
         # A savepoint, so that a failure here cannot break a transaction the view has open.
