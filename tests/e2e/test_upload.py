@@ -108,3 +108,20 @@ def test_user_without_upload_right_has_no_upload_section(
     response = page.goto(live_server.url + "/upload/")
     assert response.status == 403
     assert page.get_by_role("heading", name="Uploads are not enabled for your account").is_visible()
+
+
+def test_too_many_files_are_refused_in_the_page_before_sending(
+    live_server, web_user, logged_in_page, settings, tmp_path
+) -> None:
+    settings.DATA_UPLOAD_MAX_NUMBER_FILES = 2
+    for number in range(3):
+        (tmp_path / f"IM{number}").write_bytes(to_bytes(make_dataset()))
+    page = logged_in_page(web_user(username="drmany", can_upload=True))
+    page.goto(live_server.url + "/upload/")
+    page.locator("#id_files").set_input_files(sorted(tmp_path.glob("IM*")))
+    error = page.locator("#upload-error")
+    assert "one upload takes at most 2" in error.inner_text()
+    page.get_by_role("button", name="Upload").click()
+    assert page.url.endswith("/upload/")
+    assert error.is_visible() and page.locator("#upload-progress").is_hidden()
+    assert not UploadBatch.objects.exists()
