@@ -143,6 +143,16 @@ class QueryForm(forms.Form):
             modalities=[data["modality"]] if data.get("modality") else [],
         )
 
+    def summary(self) -> str:
+        """The filled-in fields in a line, as the folded form shows them on a phone."""
+        parts = []
+        for name, value in self.criteria().items():
+            field = self.fields[name]
+            if isinstance(field, forms.ChoiceField):
+                value = dict(field.choices).get(value, value)
+            parts.append(f"{field.label}: {value}")
+        return " · ".join(parts)
+
     def criteria(self) -> dict[str, str]:
         """The filled-in fields as text, for the activity log."""
         return {

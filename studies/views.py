@@ -50,7 +50,12 @@ def query(request: HttpRequest) -> HttpResponse:
         except selectors.InvalidQuery as exc:
             form.add_error(None, str(exc))
         else:
-            context.update(page=page, results=results, dates_ignored=form.dates_ignored())
+            context.update(
+                page=page,
+                results=results,
+                dates_ignored=form.dates_ignored(),
+                criteria_summary=form.summary(),
+            )
             detail = form.criteria()
             if page.number > 1:
                 detail["page"] = page.number

@@ -90,6 +90,12 @@
     }
   });
 
+  // On a phone, the results matter more than the form that found them: fold it to one line.
+  var folding = document.querySelector("details[data-fold-on-phone]");
+  if (folding && window.matchMedia("(max-width: 599px)").matches) {
+    folding.open = false;
+  }
+
   document.addEventListener("change", function (event) {
     var target = event.target;
     if (target.type === "file") target.setCustomValidity("");

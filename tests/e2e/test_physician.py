@@ -16,7 +16,8 @@ from pydicom.data import get_testdata_file
 from pydicom.uid import generate_uid
 from pypdf import PdfWriter
 
-from studies.models import Instance, Study, StudyReport
+from pacsweb.models import ServerSetup
+from studies.models import Instance, StudyReport
 from studies.services import instance_ingest
 from tests.conftest import make_dataset, to_bytes
 from tests.e2e.conftest import DESKTOP, PHONE
@@ -39,6 +40,9 @@ def ingest(data: bytes) -> None:
 @pytest.fixture
 def archive(transactional_db) -> dict[str, str]:
     """Three patients; John Doe has a CT study (two series of real images) and an older MR."""
+    ServerSetup.objects.update_or_create(
+        pk=1, defaults={"institution": "St. Mary's Hospital", "department": "Radiology"}
+    )
     ct, mr = generate_uid(), generate_uid()
     ct_axial, ct_scout, mr_series = generate_uid(), generate_uid(), generate_uid()
     john = {
@@ -174,18 +178,29 @@ def test_pages_on_a_phone(live_server, archive, web_user, logged_in_page, screen
     page.get_by_role("button", name="Search").click()
     page.wait_for_url(re.compile(r"\?"))
     assert page.locator(".patient-card").count() == 3
+    # The search form folds to one line above the results, and opens again on a tap.
+    assert not page.get_by_label("Patient name").is_visible()
+    page.get_by_text("Search criteria").click()
+    assert page.get_by_label("Patient name").is_visible()
+    page.get_by_text("Search criteria").click()
     # No sideways scrolling on a phone: the page is as wide as the screen.
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= PHONE["width"]
     screenshot(page, "query-results-phone")
     page.goto(f"{live_server.url}/studies/study/{archive['ct']}/")
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    for image in page.locator("article.series img").all():
+        image.scroll_into_view_if_needed()
+        expect(image).not_to_have_js_property("naturalWidth", 0)
     screenshot(page, "study-phone")
     page.goto(f"{live_server.url}/studies/series/{archive['ct_axial']}/")
     screenshot(page, "series-phone")
 
 
 def test_landing_and_login_pages(live_server, transactional_db, new_page, screenshot):
+    ServerSetup.objects.update_or_create(
+        pk=1, defaults={"institution": "St. Mary's Hospital", "department": "Radiology"}
+    )
     for name, viewport in (("desktop", DESKTOP), ("phone", PHONE)):
         page = new_page(viewport=viewport)
         page.goto(live_server.url + "/")
@@ -219,7 +234,9 @@ def test_physician_attaches_a_pdf_report(
     screenshot(page, "study-with-report-desktop")
 
     with page.expect_download() as download_info:
-        page.locator(".study-reports").get_by_role("link", name=re.compile("Report CT chest")).click()
+        page.locator(".study-reports").get_by_role(
+            "link", name=re.compile("Report CT chest")
+        ).click()
     download = download_info.value
     assert download.suggested_filename == "Report CT chest.pdf"
     assert Path(download.path()).read_bytes() == pdf.read_bytes()
