@@ -62,7 +62,7 @@ from pydicom.dataset import Dataset
 
 from pacsweb.lib.person_names import display_person_name
 from studies import dicomdir, storage
-from studies.models import Instance
+from studies.models import Instance, Study
 
 log = logging.getLogger(__name__)
 
@@ -227,9 +227,11 @@ class ZipLayout:
         # Offsets of each central directory record, relative to the directory's start.
         self._directory_offsets: list[int] = []
         size = 0
-        for index, name in enumerate(self._names):
+        for entry, name, offset in zip(self.entries, self._names, self.offsets, strict=True):
             self._directory_offsets.append(size)
-            size += _CENTRAL_HEADER.size + len(name) + len(self._central_extra(index)[0])
+            # The ZIP64 extra field holds both sizes and/or the offset when they need it.
+            wide = 2 * (entry.size >= ZIP64_LIMIT) + (offset >= ZIP64_LIMIT)
+            size += _CENTRAL_HEADER.size + len(name) + (4 + 8 * wide if wide else 0)
         self.directory_size = size
         self._end = self._end_records()
         self.size = self.directory_offset + self.directory_size + len(self._end)
@@ -451,6 +453,35 @@ def plan_from_entries(entries: Sequence[Entry], *, dicomdir: bool = False) -> Zi
     return ZipPlan(ZipLayout(entries), f'"{digest.hexdigest()[:40]}"', dicomdir)
 
 
+class _Row(NamedTuple):
+    """One instance with what its zip entry and DICOMDIR records need (one joined query)."""
+
+    pk: int
+    sop_uid: str
+    sop_class_uid: str
+    transfer_syntax_uid: str
+    instance_number: int | None
+    path: str
+    size: int
+    crc32: int
+    series_pk: int
+    series_uid: str
+    series_number: int | None
+    modality: str
+    series_description: str
+    series_date: datetime.date | None
+    study_pk: int
+    study_uid: str
+    study_date: datetime.date | None
+    study_time: str
+    study_id: str
+    accession_number: str
+    study_description: str
+    patient_pk: int
+    patient_id: str
+    patient_name: str
+
+
 _ROW_FIELDS = (
     "pk",
     "sop_uid",
@@ -460,7 +491,6 @@ _ROW_FIELDS = (
     "path",
     "size",
     "crc32",
-    "received_at",
     "series_id",
     "series__series_uid",
     "series__series_number",
@@ -474,147 +504,136 @@ _ROW_FIELDS = (
     "series__study__study_id",
     "series__study__accession_number",
     "series__study__description",
-    "series__study__received_at",
     "series__study__patient_id",
     "series__study__patient__patient_id",
     "series__study__patient__name",
 )
 
 
-def _nulls_last(value: object) -> tuple[bool, object]:
+def _nulls_last(value: int | datetime.date | None) -> tuple[bool, object]:
     return (value is None, value if value is not None else 0)
 
 
-def _ordered_rows(instances: QuerySet[Instance]) -> list[dict]:
-    """The instances' index rows in the zip's fixed order: patient, study, series, instance.
+def _sort_key(row: _Row) -> tuple:
+    return (
+        row.patient_name,
+        row.patient_id,
+        row.patient_pk,
+        _nulls_last(row.study_date),
+        row.study_time,
+        row.study_uid,
+        _nulls_last(row.series_number),
+        row.series_uid,
+        _nulls_last(row.instance_number),
+        row.sop_uid,
+    )
+
+
+def _ordered_rows(instances: QuerySet[Instance]) -> tuple[list[_Row], dict[int, datetime.datetime]]:
+    """The instances in the zip's fixed order (patient, study, series, instance), and when each
+    of their studies was received.
 
     Sorted here rather than in SQL so that the order (and so the bytes) is the same on every
-    database, whatever its collation or its place for NULLs.
+    database, whatever its collation or its place for NULLs. Tuples, not dicts or models: a
+    patient may have a hundred thousand instances, and this runs before the first byte.
     """
-    rows = list(instances.order_by().values(*_ROW_FIELDS))
-    rows.sort(
-        key=lambda r: (
-            r["series__study__patient__name"],
-            r["series__study__patient__patient_id"],
-            r["series__study__patient_id"],
-            _nulls_last(r["series__study__study_date"]),
-            r["series__study__study_time"],
-            r["series__study__study_uid"],
-            _nulls_last(r["series__series_number"]),
-            r["series__series_uid"],
-            _nulls_last(r["instance_number"]),
-            r["sop_uid"],
-        )
-    )
-    return rows
+    rows = [_Row._make(values) for values in instances.order_by().values_list(*_ROW_FIELDS)]
+    rows.sort(key=_sort_key)
+    study_pks = {row.study_pk for row in rows}
+    received = dict(Study.objects.filter(pk__in=study_pks).values_list("pk", "received_at"))
+    return rows, received
 
 
-def _entry_time(row: dict) -> tuple[int, int]:
-    return dos_datetime(row["received_at"].astimezone(datetime.UTC).replace(tzinfo=None))
+def _received_dos_times(received: dict[int, datetime.datetime]) -> dict[int, tuple[int, int]]:
+    """Every entry carries its study's arrival time (UTC): fixed, so every zip is the same."""
+    return {
+        pk: dos_datetime(moment.astimezone(datetime.UTC).replace(tzinfo=None))
+        for pk, moment in received.items()
+    }
 
 
-def _readable_entries(rows: list[dict]) -> list[Entry]:
+def _readable_entries(rows: list[_Row], received: dict[int, datetime.datetime]) -> list[Entry]:
     """``patient/study date + description/series number + modality + description/00001.dcm``."""
     names = _UniqueNames()
+    times = _received_dos_times(received)
     folders: dict[tuple[str, int], str] = {}
-
-    def folder(level: str, key: int, parent: str, label: str) -> str:
-        if (level, key) not in folders:
-            name = names.take(parent, safe_name(label), limit=FOLDER_NAME_LIMIT)
-            folders[level, key] = f"{parent}{name}/"
-        return folders[level, key]
-
     entries = []
     for row in rows:
-        patient = folder(
-            "patient",
-            row["series__study__patient_id"],
-            "",
-            patient_label(
-                row["series__study__patient__name"], row["series__study__patient__patient_id"]
-            ),
-        )
-        study = folder(
-            "study",
-            row["series__study_id"],
-            patient,
-            study_label(row["series__study__study_date"], row["series__study__description"]),
-        )
-        series = folder(
-            "series",
-            row["series_id"],
-            study,
-            series_label(
-                row["series__series_number"], row["series__modality"], row["series__description"]
-            ),
-        )
-        number = row["instance_number"]
-        stem = safe_name(str(number).zfill(5) if number is not None else "instance")
+        patient = folders.get(("patient", row.patient_pk))
+        if patient is None:
+            label = patient_label(row.patient_name, row.patient_id)
+            patient = f"{names.take('', safe_name(label), limit=FOLDER_NAME_LIMIT)}/"
+            folders["patient", row.patient_pk] = patient
+        study = folders.get(("study", row.study_pk))
+        if study is None:
+            label = study_label(row.study_date, row.study_description)
+            study = f"{patient}{names.take(patient, safe_name(label), limit=FOLDER_NAME_LIMIT)}/"
+            folders["study", row.study_pk] = study
+        series = folders.get(("series", row.series_pk))
+        if series is None:
+            label = series_label(row.series_number, row.modality, row.series_description)
+            series = f"{study}{names.take(study, safe_name(label), limit=FOLDER_NAME_LIMIT)}/"
+            folders["series", row.series_pk] = series
+        number = row.instance_number
+        # Digits (and a minus sign) are safe everywhere; "instance" is the name without a number.
+        stem = str(number).zfill(5) if number is not None else "instance"
         file_name = names.take(series, stem, ".dcm", limit=FILE_NAME_LIMIT)
-        date, time = _entry_time(row)
-        entries.append(
-            Entry(f"{series}{file_name}", row["size"], row["crc32"], date, time, path=row["path"])
-        )
+        date, time = times[row.study_pk]
+        entries.append(Entry(f"{series}{file_name}", row.size, row.crc32, date, time, row.path))
     return entries
 
 
-def _fileset_entries(rows: list[dict]) -> list[Entry]:
+def _fileset_entries(rows: list[_Row], received: dict[int, datetime.datetime]) -> list[Entry]:
     """A PS3.10 file-set: ``DICOMDIR`` first, then ``DICOM/PA000001/ST000001/SE000001/IM000001``."""
     patients: dict[int, dicomdir.PatientNode] = {}
     studies: dict[int, dicomdir.StudyNode] = {}
     series_nodes: dict[int, dicomdir.SeriesNode] = {}
     images: list[dicomdir.ImageNode] = []
     for row in rows:
-        patient = patients.get(row["series__study__patient_id"])
+        patient = patients.get(row.patient_pk)
         if patient is None:
-            patient = dicomdir.PatientNode(
-                patient_id=row["series__study__patient__patient_id"],
-                name=row["series__study__patient__name"],
-            )
-            patients[row["series__study__patient_id"]] = patient
-        study = studies.get(row["series__study_id"])
+            patient = dicomdir.PatientNode(patient_id=row.patient_id, name=row.patient_name)
+            patients[row.patient_pk] = patient
+        study = studies.get(row.study_pk)
         if study is None:
             study = dicomdir.StudyNode(
-                study_uid=row["series__study__study_uid"],
-                date=row["series__study__study_date"],
-                time=row["series__study__study_time"],
-                description=row["series__study__description"],
-                study_id=row["series__study__study_id"],
-                accession_number=row["series__study__accession_number"],
-                received_at=row["series__study__received_at"],
+                study_uid=row.study_uid,
+                date=row.study_date,
+                time=row.study_time,
+                description=row.study_description,
+                study_id=row.study_id,
+                accession_number=row.accession_number,
+                received_at=received[row.study_pk],
             )
-            studies[row["series__study_id"]] = study
+            studies[row.study_pk] = study
             patient.studies.append(study)
-        study.series_date = study.series_date or row["series__series_date"]
-        series = series_nodes.get(row["series_id"])
+        study.series_date = study.series_date or row.series_date
+        series = series_nodes.get(row.series_pk)
         if series is None:
             series = dicomdir.SeriesNode(
-                series_uid=row["series__series_uid"],
-                modality=row["series__modality"],
-                number=row["series__series_number"],
+                series_uid=row.series_uid, modality=row.modality, number=row.series_number
             )
-            series_nodes[row["series_id"]] = series
+            series_nodes[row.series_pk] = series
             study.series.append(series)
         image = dicomdir.ImageNode(
-            sop_uid=row["sop_uid"],
-            sop_class_uid=row["sop_class_uid"],
-            transfer_syntax_uid=row["transfer_syntax_uid"],
-            number=row["instance_number"],
+            sop_uid=row.sop_uid,
+            sop_class_uid=row.sop_class_uid,
+            transfer_syntax_uid=row.transfer_syntax_uid,
+            number=row.instance_number,
         )
         series.images.append(image)
         images.append(image)
-    _load_headers(images, [row["pk"] for row in rows])
+    _load_headers(images, [row.pk for row in rows])
     tree = list(patients.values())
     dicomdir.assign_file_ids(tree)
     index = dicomdir.dicomdir_bytes(tree)
-    # The DICOMDIR is as new as the newest instance it lists.
-    date, time = max((_entry_time(row) for row in rows), default=(EMPTY_DOS_DATE, 0))
+    times = _received_dos_times(received)
+    # The DICOMDIR is as new as the newest study it lists.
+    date, time = max(times.values(), default=(EMPTY_DOS_DATE, 0))
     entries = [Entry("DICOMDIR", len(index), zlib.crc32(index), date, time, data=index)]
     for image, row in zip(images, rows, strict=True):
-        date, time = _entry_time(row)
-        entries.append(
-            Entry("/".join(image.file_id), row["size"], row["crc32"], date, time, path=row["path"])
-        )
+        date, time = times[row.study_pk]
+        entries.append(Entry("/".join(image.file_id), row.size, row.crc32, date, time, row.path))
     return entries
 
 
@@ -625,8 +644,6 @@ def _load_headers(images: list[dicomdir.ImageNode], pks: list[int]) -> None:
     encapsulated documents...) read their keys from the DICOM JSON header kept at ingest.
     """
     wanted = {pk: image for image, pk in zip(images, pks, strict=True) if image.needs_header}
-    if not wanted:
-        return
     ids = list(wanted)
     for start in range(0, len(ids), 500):
         batch = ids[start : start + 500]
@@ -646,9 +663,10 @@ def _header_from_json(metadata: str) -> Dataset | None:
 
 def plan_zip(instances: QuerySet[Instance], *, dicomdir: bool = False) -> ZipPlan:
     """The zip of these instances: readable folders, or a DICOMDIR file-set with ``dicomdir``."""
-    rows = _ordered_rows(instances)
-    entries = _fileset_entries(rows) if dicomdir else _readable_entries(rows)
-    return plan_from_entries(entries, dicomdir=dicomdir)
+    rows, received = _ordered_rows(instances)
+    if dicomdir:
+        return plan_from_entries(_fileset_entries(rows, received), dicomdir=True)
+    return plan_from_entries(_readable_entries(rows, received))
 
 
 # -- The HTTP response ----------------------------------------------------------------------------

@@ -395,6 +395,50 @@ def test_an_sr_without_a_concept_name_still_gets_listed(tmp_path) -> None:
     assert leaf.ReferencedSOPInstanceUIDInFile == sr.SOPInstanceUID
 
 
+def pydicom_record(kind: str, **keys: object) -> bytes:
+    record = Dataset()
+    record.OffsetOfTheNextDirectoryRecord = 0
+    record.RecordInUseFlag = 0xFFFF
+    record.OffsetOfReferencedLowerLevelDirectoryEntity = 0
+    record.DirectoryRecordType = kind
+    for keyword, value in keys.items():
+        setattr(record, keyword, value)
+    return dicomdir._encode_dataset(record)
+
+
+@pytest.mark.parametrize("name", ["DOE^JOHN", "MÜLLER^ANNA", "山田^太郎=やまだ^たろう"])
+def test_direct_record_encoding_matches_pydicom(name: str) -> None:
+    moment = datetime.datetime(2024, 1, 1, tzinfo=datetime.UTC)
+    patient = dicomdir.PatientNode("PID-1", name)
+    study = dicomdir.StudyNode("1.2.3", datetime.date(2024, 1, 15), "1015", name, "", "A1", moment)
+    series = dicomdir.SeriesNode("1.2.3.4", "mr", None)
+    image = dicomdir.ImageNode("1.2.3.4.5", "1.2.840.10008.5.1.4.1.1.4", "1.2.840.10008.1.2", -3)
+    image.file_id = ("DICOM", "PA000001", "ST000001", "SE000001", "IM000001")
+    assert dicomdir._patient_record(patient, 1) == pydicom_record(
+        "PATIENT", PatientName=name, PatientID="PID-1"
+    )
+    assert dicomdir._study_record(study, 2) == pydicom_record(
+        "STUDY",
+        StudyDate="20240115",
+        StudyTime="1015",
+        AccessionNumber="A1",
+        StudyDescription=name,
+        StudyInstanceUID="1.2.3",
+        StudyID="2",
+    )
+    assert dicomdir._series_record(series, 7) == pydicom_record(
+        "SERIES", Modality="MR", SeriesInstanceUID="1.2.3.4", SeriesNumber=7
+    )
+    assert dicomdir._image_record(image, 1) == pydicom_record(
+        "IMAGE",
+        ReferencedFileID=list(image.file_id),
+        ReferencedSOPClassUIDInFile=image.sop_class_uid,
+        ReferencedSOPInstanceUIDInFile=image.sop_uid,
+        ReferencedTransferSyntaxUIDInFile=image.transfer_syntax_uid,
+        InstanceNumber=-3,
+    )
+
+
 def test_dicomdir_offsets_link_the_tree() -> None:
     def image(uid: str) -> dicomdir.ImageNode:
         return dicomdir.ImageNode(uid, "1.2.840.10008.5.1.4.1.1.2", "1.2.840.10008.1.2.1", 1)
