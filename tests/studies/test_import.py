@@ -390,3 +390,29 @@ def _database_url() -> str:
     if db["ENGINE"].endswith("sqlite3"):
         return f"sqlite:///{db['NAME']}"
     return f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+
+
+@pytest.mark.django_db
+def test_ctrl_c_keeps_what_was_stored_and_exits_130(tmp_path: Path, monkeypatch) -> None:
+    from studies.management.commands import import_dicom
+
+    real_ingest = import_dicom.instance_ingest
+    calls = []
+
+    # Ctrl-C is simulated as arriving while the third file is being read.
+    def ingest_then_interrupt(**kwargs):
+        calls.append(kwargs["source_detail"])
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real_ingest(**kwargs)
+
+    monkeypatch.setattr(import_dicom, "instance_ingest", ingest_then_interrupt)
+    for number in range(5):
+        (tmp_path / f"{number}.dcm").write_bytes(dcm())
+    out, err = io.StringIO(), io.StringIO()
+    with pytest.raises(CommandError) as raised:
+        call_command("import_dicom", str(tmp_path), stdout=out, stderr=err)
+    assert raised.value.returncode == 130
+    assert "import interrupted" in err.getvalue()
+    assert "stored:               2" in out.getvalue()
+    assert Instance.objects.count() == 2

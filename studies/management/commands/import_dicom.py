@@ -6,7 +6,9 @@ stops the others. Progress goes to stderr, the summary to stdout.
 
 Exit status: 0 when anything was read (stored or already in the archive), 1 when nothing could
 be read, 2 when the archive itself could not store files (disk full, database down): those files
-were not imported and the same command can be run again once the archive is fixed.
+were not imported and the same command can be run again once the archive is fixed; 130 when
+interrupted (Ctrl-C): everything counted in the summary was handled, the rest can be imported
+by running the same command again.
 """
 
 import time
@@ -61,13 +63,21 @@ class Command(BaseCommand):
         self.stderr.style_func = None
         progress = Progress(self.stderr, title="import", total=sources.bytes_total, fmt=human_bytes)
         tally = Tally()
-        for entry in sources:
-            stop = self._handle_entry(entry, tally, progress)
-            progress.update(sources.bytes_done, note=f"{tally.files:,} files")
-            if stop:
-                break
+        interrupted = False
+        try:
+            for entry in sources:
+                stop = self._handle_entry(entry, tally, progress)
+                progress.update(sources.bytes_done, note=f"{tally.files:,} files")
+                if stop:
+                    break
+        except KeyboardInterrupt:
+            # Each file is stored whole or not at all, so what is counted is what is in.
+            interrupted = True
+            progress.line("import interrupted; the files counted below were handled")
         progress.finish(sources.bytes_done)
         self._summary(tally, time.monotonic() - started, sources.bytes_done)
+        if interrupted:
+            raise CommandError("interrupted", returncode=130)
         if tally.failed:
             raise CommandError(
                 "the archive could not store some files; fix it and run the same import again",
