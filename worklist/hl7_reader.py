@@ -273,6 +273,7 @@ class Message:
     """A parsed message: its segments in order, values decoded from HL7 escapes."""
 
     def __init__(self, text: str, codec: str) -> None:
+        _check_delimiters(text)
         try:
             parsed = hl7.parse(text)
         except (HL7Exception, ValueError, IndexError) as exc:
@@ -329,6 +330,28 @@ class Message:
         if raw == '""':
             return ""
         return unescape(raw, escape=self.escape, delimiters=self._delimiters, codec=self._codec)
+
+
+def _check_delimiters(text: str) -> None:
+    """MSH-1 and MSH-2 must be five distinct delimiters (HL7 2.5.4): field, component,
+    repetition, escape, subcomponent; v2.7's truncation character may follow."""
+    field_separator = text[3:4]
+    if not field_separator or field_separator.isalnum() or field_separator.isspace():
+        raise HL7Error(
+            "MSH-1", f"field separator '{field_separator}' is not a delimiter", ERR_DATA_TYPE
+        )
+    encoding = text[4:].split(field_separator, 1)[0]
+    delimiters = field_separator + encoding
+    if (
+        len(encoding) not in (4, 5)
+        or len(set(delimiters)) != len(delimiters)
+        or any(c.isalnum() or c.isspace() for c in delimiters)
+    ):
+        raise HL7Error(
+            "MSH-2",
+            f"encoding characters '{encoding[:10]}' are not four distinct delimiters such as ^~\\&",
+            ERR_DATA_TYPE,
+        )
 
 
 def unescape(text: str, *, escape: str, delimiters: dict[str, str], codec: str) -> str:

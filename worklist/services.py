@@ -121,11 +121,12 @@ def _intake_message(chunk: Chunk, source: str, source_detail: str) -> MessageOut
     try:
         _check_bounds(chunk)
         raw, codec = decode_message(chunk, header)
+        message = Message(raw, codec)
         if not header.control_id:
             raise HL7Error(
                 "MSH-10", "message control ID is missing", ERR_REQUIRED_FIELD_MISSING, reject=True
             )
-        parsed = hl7_orders.read(Message(raw, codec))
+        parsed = hl7_orders.read(message)
     except HL7Error as exc:
         return _reject(record, raw, name, header, exc)
 

@@ -1,6 +1,7 @@
 """worklist.services.hl7_file_intake: three RIS dialects, every order control, every rejection."""
 
 import datetime
+import random
 
 import pytest
 
@@ -516,6 +517,46 @@ def test_undeclared_windows_1252_text_is_read():
     outcome = only(intake(s.text(message).encode("cp1252")))
     assert outcome.status == Status.STORED, outcome.reason
     assert Order.objects.get().patient_name == "D’Arcy^Noël"
+
+
+@pytest.mark.parametrize(
+    ("start", "reason"),
+    [
+        (
+            b"MSH|^~^&|",
+            "MSH-2 encoding characters '^~^&' are not four distinct delimiters such as ^~\\&",
+        ),
+        (
+            b"MSH|^~|",
+            "MSH-2 encoding characters '^~' are not four distinct delimiters such as ^~\\&",
+        ),
+        (b"MSHA^~\\&A", "MSH-1 field separator 'A' is not a delimiter"),
+    ],
+)
+def test_bad_delimiters_are_rejected(start, reason):
+    data = radis().replace(b"MSH|^~\\&|", start, 1)
+    outcome = only(intake(data))
+    assert outcome.status == Status.REJECTED
+    assert outcome.reason.endswith(f"): {reason}")
+
+
+def test_damaged_files_never_raise_and_every_message_gets_an_outcome():
+    rng = random.Random(6)
+    samples = [radis(), s.text(s.ofill_omi()).encode("utf-8"), s.text(s.medris_orm()).encode()]
+    noise = b"|^~\\&\r\n\x0b\x1cMSHPIDORC0123456789 \xff\xc3"
+    for _ in range(300):
+        data = bytearray(rng.choice(samples))
+        for _ in range(rng.randint(1, 8)):
+            at = rng.randrange(len(data) + 1)
+            if rng.random() < 0.5:
+                del data[at : at + rng.randint(1, 5)]
+            else:
+                data[at:at] = bytes(rng.choice(noise) for _ in range(rng.randint(1, 4)))
+        outcomes = intake(bytes(data))
+        assert outcomes
+        for outcome in outcomes:
+            assert outcome.status in (Status.STORED, Status.DUPLICATE, Status.REJECTED)
+            assert outcome.status != Status.REJECTED or outcome.reason
 
 
 def test_bad_segment_name_is_rejected():
