@@ -16,8 +16,9 @@ from pydicom.dataset import Dataset
 from pynetdicom.association import Association
 from pynetdicom.events import Event
 
-from studies.models import Instance
+from studies.models import Instance, Study
 from studies.services import DUPLICATE_SAME_CONTENT, IngestOutcome, Status, instance_ingest
+from worklist.services import orders_mark_arrived
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +103,13 @@ def handle_store(event: Event) -> int | Dataset:
     if outcome.ok:
         if outcome.status == Status.STORED:
             counts.stored += 1
+            # The study a worklist order asked for has arrived: that order is done.
+            accession = (
+                Study.objects.filter(study_uid=outcome.study_uid)
+                .values_list("accession_number", flat=True)
+                .first()
+            )
+            orders_mark_arrived(study_uid=outcome.study_uid, accession_number=accession or "")
         else:
             counts.duplicates += 1
     else:

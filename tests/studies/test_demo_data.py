@@ -20,6 +20,12 @@ SEED = 7
 TINY = {"seed": SEED, "matrix": 32, "slices": 3}
 
 
+def make_demo() -> dict[str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    call_command("make_demo_data", patients=len(STUDY_KINDS), stdout=out, stderr=err, **TINY)
+    return {"out": out.getvalue(), "err": err.getvalue()}
+
+
 @pytest.fixture(scope="module")
 def demo(django_db_setup, django_db_blocker, tmp_path_factory):
     """One tiny demo archive for the module (storage in a folder of its own)."""
@@ -27,10 +33,9 @@ def demo(django_db_setup, django_db_blocker, tmp_path_factory):
 
     original = settings.STORAGE_DIR
     settings.STORAGE_DIR = tmp_path_factory.mktemp("demo-storage")
-    out, err = io.StringIO(), io.StringIO()
     with django_db_blocker.unblock():
-        call_command("make_demo_data", patients=len(STUDY_KINDS), stdout=out, stderr=err, **TINY)
-    yield {"out": out.getvalue(), "err": err.getvalue(), "storage": settings.STORAGE_DIR}
+        made = make_demo()
+    yield {**made, "storage": settings.STORAGE_DIR}
     with django_db_blocker.unblock():
         Patient.objects.all().delete()
     settings.STORAGE_DIR = original
@@ -39,6 +44,10 @@ def demo(django_db_setup, django_db_blocker, tmp_path_factory):
 @pytest.fixture
 def archive(demo, settings):
     settings.STORAGE_DIR = demo["storage"]
+    if not Instance.objects.exists():
+        # Tests of other modules run in between (pytest-xdist) may have emptied the database;
+        # the same seed makes the same archive again.
+        demo.update(make_demo())
     return demo
 
 
