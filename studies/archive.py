@@ -39,6 +39,8 @@ server closes the connection before ``Content-Length`` is reached and the client
 broken download, never a valid-looking zip with files missing. The CRC is checked while each
 whole file is sent; a range that covers a file only in part checks its size, and the zip's
 central directory carries the recorded CRC, so extraction still catches a changed byte.
+Checking the CRC is most of the server's work per byte, so it uses ISA-L's CRC-32 (the ``isal``
+package, the same checksum as ``zlib.crc32``, several times faster).
 """
 
 import bisect
@@ -49,7 +51,6 @@ import os
 import re
 import struct
 import unicodedata
-import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -58,6 +59,7 @@ from urllib.parse import quote
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
 from django.utils.cache import get_conditional_response
+from isal.isal_zlib import crc32
 from pydicom.dataset import Dataset
 
 from pacsweb.lib.person_names import display_person_name
@@ -400,24 +402,25 @@ def read_stored(entry: Entry, skip: int, length: int) -> Iterator[bytes]:
     except OSError as exc:
         raise ArchiveReadError(f"{entry.name}: cannot open the stored file ({exc})") from exc
     with fp:
-        actual = os.fstat(fp.fileno()).st_size
+        # Positional reads on the descriptor: no buffering layer copying the bytes once more.
+        fd = fp.fileno()
+        actual = os.fstat(fd).st_size
         if actual != entry.size:
             raise ArchiveReadError(
                 f"{entry.name}: the stored file has {actual} bytes, {entry.size} were recorded"
             )
         whole = skip == 0 and length == entry.size
         crc = 0
-        fp.seek(skip)
-        remaining = length
-        while remaining:
-            chunk = fp.read(min(READ_CHUNK, remaining))
+        position, end = skip, skip + length
+        while position < end:
+            chunk = os.pread(fd, min(READ_CHUNK, end - position), position)
             if not chunk:
                 raise ArchiveReadError(f"{entry.name}: the stored file ended early")
-            remaining -= len(chunk)
+            position += len(chunk)
             if whole:
-                crc = zlib.crc32(chunk, crc)
+                crc = crc32(chunk, crc)
                 # Checked before the last chunk goes out, so a changed file never arrives whole.
-                if not remaining and crc != entry.crc32:
+                if position == end and crc != entry.crc32:
                     raise ArchiveReadError(
                         f"{entry.name}: CRC-32 {crc:08x} differs from the recorded {entry.crc32:08x}"
                     )
@@ -630,7 +633,7 @@ def _fileset_entries(rows: list[_Row], received: dict[int, datetime.datetime]) -
     times = _received_dos_times(received)
     # The DICOMDIR is as new as the newest study it lists.
     date, time = max(times.values(), default=(EMPTY_DOS_DATE, 0))
-    entries = [Entry("DICOMDIR", len(index), zlib.crc32(index), date, time, data=index)]
+    entries = [Entry("DICOMDIR", len(index), crc32(index), date, time, data=index)]
     for image, row in zip(images, rows, strict=True):
         date, time = times[row.study_pk]
         entries.append(Entry("/".join(image.file_id), row.size, row.crc32, date, time, row.path))
