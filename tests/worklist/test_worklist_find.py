@@ -2,10 +2,12 @@
 
 import pytest
 from pydicom.dataset import Dataset
+from pydicom.uid import ExplicitVRLittleEndian
 from pynetdicom import AE
 from pynetdicom.sop_class import ModalityWorklistInformationFind
 
 from dimse import worklist_find
+from tests.conftest import CT_IMAGE_STORAGE, make_dataset
 from tests.worklist.worklist_data import load_worklist, no_delay, worklist_scp
 from worklist.models import HL7Message, Order
 from worklist.services import order_cancel, orders_mark_arrived
@@ -254,3 +256,20 @@ def test_cancel_stops_the_responses(scp_port):
         assoc.release()
     assert statuses[-1] == 0xFE00
     assert 1 <= statuses.count(0xFF00) < 300
+
+
+def test_orders_whose_study_arrives_by_c_store_leave_the_worklist(scp_port, orders):
+    ae = AE(ae_title="CT01")
+    ae.add_requested_context(ModalityWorklistInformationFind)
+    ae.add_requested_context(CT_IMAGE_STORAGE, ExplicitVRLittleEndian)
+    by_uid = make_dataset(study_uid=orders["ACC1001"].study_uid, AccessionNumber="OTHER")
+    by_accession = make_dataset(AccessionNumber="ACC1002")
+    assoc = no_delay(ae.associate("127.0.0.1", scp_port, ae_title="PACSWEB"))
+    try:
+        for ds in (by_uid, by_accession):
+            assert assoc.send_c_store(ds).Status == 0x0000
+    finally:
+        assoc.release()
+    assert accessions(scp_port) == ["RAD55001", "ACC7001"]
+    arrived = Order.objects.get(accession_number="ACC1002")
+    assert (arrived.state, arrived.state_reason) == (Order.State.DONE, "images arrived")
