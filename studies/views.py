@@ -51,6 +51,7 @@ def query(request: HttpRequest) -> HttpResponse:
             form.add_error(None, str(exc))
         else:
             context.update(
+                searched=True,
                 page=page,
                 results=results,
                 dates_ignored=form.dates_ignored(),
