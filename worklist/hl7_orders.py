@@ -378,7 +378,8 @@ def _location(segment: Segment, obr_label: str, number: int) -> str:
 def _identifier(value: str, location: str, label: str, limit: int) -> str:
     value = value.strip()
     if CONTROL_CHARS.search(value) or "\\" in value:
-        raise HL7Error(location, f"{label} '{value[:80]!s}' contains a control character or '\\'")
+        shown = CONTROL_CHARS.sub("?", value[:80])
+        raise HL7Error(location, f"{label} '{shown}' contains a control character or '\\'")
     if len(value) > limit:
         raise HL7Error(
             location, f"{label} '{value[:80]}' is longer than {limit} characters (DICOM limit)"

@@ -38,7 +38,7 @@ ESCAPES = {"\\": "\\E\\", "|": "\\F\\", "^": "\\S\\", "&": "\\T\\", "~": "\\R\\"
 
 def escape(text: str) -> str:
     """Text made safe for an HL7 field with the standard delimiters, on one line."""
-    text = " ".join(text.split())
+    text = " ".join("".join(c if c.isprintable() else " " for c in text).split())
     return "".join(ESCAPES.get(c, c) for c in text)
 
 

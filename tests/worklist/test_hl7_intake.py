@@ -354,6 +354,10 @@ ORM = s.radis_orm
             s.changed(ORM(), "PID", 3, "X" * 65),
             f"PID-3 patient ID '{'X' * 65}' is longer than 64 characters (DICOM limit)",
         ),
+        (
+            s.changed(ORM(), "PID", 3, "AB\\X07\\C"),
+            "PID-3 patient ID 'AB?C' contains a control character or '\\'",
+        ),
         (s.without(ORM(), "PID"), "PID segment is missing"),
         (
             s.changed(ORM(), "MSH", 9, "ORU^R01"),
