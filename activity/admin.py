@@ -88,6 +88,13 @@ def _rows(
     return rows
 
 
+def _detail_items(detail: object) -> list[tuple[str, object]]:
+    """An event's details as (name, value) pairs; record() takes a dict, older rows may not be."""
+    if isinstance(detail, dict):
+        return sorted((str(key), value) for key, value in detail.items())
+    return [("value", detail)] if detail else []
+
+
 def _page(request: HttpRequest, queryset, size: int = PAGE_SIZE) -> Page:
     return Paginator(queryset, size).get_page(request.GET.get("page"))
 
@@ -173,7 +180,7 @@ class ConnectionAdmin(_ActivityAdmin):
         )
         page = _page(request, selectors.connection_events(connection), EVENTS_PAGE_SIZE)
         events = [
-            (event, display_person_name(event.patient_name), sorted(event.detail.items()))
+            (event, display_person_name(event.patient_name), _detail_items(event.detail))
             for event in page.object_list
         ]
         who, detail_of_who = _who(connection)
