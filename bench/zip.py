@@ -282,8 +282,9 @@ def main() -> None:
         f"max {max(ttfb_dicomdir):.0f} ms (DICOMDIR of {len(paths)} records built first)"
     )
     print(
-        f"worker RSS            {rss_before / 1024:.0f} MiB before, peak {max(peaks) / 1024:.0f} MiB"
-        f" during {args.runs} downloads of {downloads[0]['size'] / MB:.0f} MB"
+        f"worker RSS            {rss_before / 1024:.0f} MiB before, "
+        f"peak {max(peaks) / 1024:.0f} MiB during {args.runs} downloads "
+        f"of {downloads[0]['size'] / MB:.0f} MB"
     )
 
 

@@ -422,7 +422,7 @@ def read_stored(entry: Entry, skip: int, length: int) -> Iterator[bytes]:
                 # Checked before the last chunk goes out, so a changed file never arrives whole.
                 if position == end and crc != entry.crc32:
                     raise ArchiveReadError(
-                        f"{entry.name}: CRC-32 {crc:08x} differs from the recorded {entry.crc32:08x}"
+                        f"{entry.name}: CRC-32 {crc:08x}, {entry.crc32:08x} was recorded"
                     )
             yield chunk
 
@@ -449,10 +449,8 @@ class ZipPlan:
 
 def plan_from_entries(entries: Sequence[Entry], *, dicomdir: bool = False) -> ZipPlan:
     digest = hashlib.sha256(f"pacsweb-zip {WRITER_VERSION} {int(dicomdir)}\n".encode())
-    for entry in entries:
-        digest.update(
-            f"{entry.name}\0{entry.size}\0{entry.crc32}\0{entry.dos_date}\0{entry.dos_time}\n".encode()
-        )
+    for name, size, crc, date, time, *_ in entries:
+        digest.update(f"{name}\0{size}\0{crc}\0{date}\0{time}\n".encode())
     return ZipPlan(ZipLayout(entries), f'"{digest.hexdigest()[:40]}"', dicomdir)
 
 

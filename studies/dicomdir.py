@@ -1,4 +1,4 @@
-"""The DICOMDIR of a zip download: a PS3.10 file-set index built in memory from the archive's index.
+"""The DICOMDIR of a zip download: a PS3.10 file-set index built in memory from the index.
 
 A zip made "like a CD" holds ``DICOMDIR`` and the instances under file IDs of 8-character
 upper-case components (PS3.10 8.2, 8.5): ``DICOM/PA000001/ST000001/SE000001/IM000001``. The
@@ -12,9 +12,9 @@ from the DICOM JSON header that ingest kept (``Instance.metadata``), so no store
 
 Type 1 keys must not be empty (PS3.3 F.5), but real data often lacks them (an empty Study ID is
 common). The rule used here, always the same so the DICOMDIR is byte-identical on every request:
-a missing Patient ID becomes ``UNKNOWN-<n>``; a missing Study Date the date of its first
-series that has one, else the date the study was received (dcmtk's dcmmkdir also takes another
-date of the file); a missing Study Time ``000000``; a missing Study ID, Series Number or Instance Number
+a missing Patient ID becomes ``UNKNOWN-<n>``; a missing Study Date the date of its first series
+that has one, else the date the study was received (dcmtk's dcmmkdir also takes another date of
+the file); a missing Study Time ``000000``; a missing Study ID, Series Number or Instance Number
 the entity's position (1, 2, ...) under its parent; a missing Modality ``OT``; missing content
 dates and times those of the study; missing labels ``UNLABELED``; a missing SR completion flag
 ``PARTIAL`` and verification flag ``UNVERIFIED``. A leaf whose record type needs something that
