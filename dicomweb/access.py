@@ -130,16 +130,17 @@ def series_in_scope(scope: Scope, study_uid: str, series_uid: str) -> Series | N
 
 
 def instance_in_scope(
-    scope: Scope, study_uid: str, series_uid: str, sop_uid: str
+    scope: Scope, study_uid: str, series_uid: str, sop_uid: str, *, fields: tuple[str, ...] = ()
 ) -> Instance | None:
+    """The instance at this path, if the scope allows it.
+
+    ``fields`` limits the columns loaded (the others load on first access): frame requests,
+    the hot path of a viewer, need only where the frames are.
+    """
     if not scope.allows_series(study_uid, series_uid):
         return None
-    return (
-        Instance.objects.select_related("series__study")
-        .filter(
-            sop_uid=sop_uid,
-            series__series_uid=series_uid,
-            series__study__study_uid=study_uid,
-        )
-        .first()
+    instances = Instance.objects.filter(
+        sop_uid=sop_uid, series__series_uid=series_uid, series__study__study_uid=study_uid
     )
+    instances = instances.only(*fields) if fields else instances.select_related("series__study")
+    return next(iter(instances[:1]), None)

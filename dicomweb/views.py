@@ -319,7 +319,7 @@ def frames(
     sop_uid: str,
     frame_list: str,
 ) -> HttpResponse:
-    found = instance_in_scope(scope, study_uid, series_uid, sop_uid)
+    found = instance_in_scope(scope, study_uid, series_uid, sop_uid, fields=wado.FRAME_FIELDS)
     if found is None:
         return not_found()
     try:

@@ -55,6 +55,10 @@ FRAME_MEDIA_TYPES = {
 }
 
 
+# What a frame request reads of an instance (metadata, a few KB, only loads when needed).
+FRAME_FIELDS = ("path", "transfer_syntax_uid", "frames", "num_frames", "rows")
+
+
 class NotAcceptable(Exception):
     """None of the Accept header's media ranges can be served; the message says what can."""
 

@@ -1,0 +1,424 @@
+"""DICOMweb benchmark against gunicorn on the loopback interface.
+
+    .venv/bin/python bench/dicomweb.py [--studies 100000] [--instances 300] [--clients 4]
+
+It builds a throwaway archive in a temporary folder (SQLite there, or the empty database named by
+BENCH_DATABASE_URL), then measures, each beside a reference taken in the same run:
+
+1. WADO-RS metadata of a 300-instance CT study (512x512, 16-bit), against building the same
+   JSON from the files with pydicom (what a server without stored metadata does per request).
+2. Frames per second when 4 clients fetch every frame of that study as OHIF does, against
+   4 threads reading the same bytes straight from disk.
+3. QIDO-RS latency of OHIF's study-list query (limit=101, includefield, a name filter) over
+   100,000 studies, against the same search run in-process through the ORM.
+
+Targets (issue 7): metadata < 50 ms, >= 500 frames/s, QIDO p95 < 80 ms.
+"""
+
+import argparse
+import os
+import random
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+OHIF_INCLUDE = "00081030%2C00080060%2C00080090%2C00100030"
+SURNAMES = [
+    "SMITH", "MÜLLER", "GARCÍA", "NGUYEN", "ROSSI", "DUBOIS", "KOWALSKI", "JOHNSON", "SILVA",
+    "ANDERSSON", "PAPADOPOULOS", "O'BRIEN", "YILMAZ", "NOVAK", "HANSEN", "TANAKA", "KIM",
+    "IVANOV", "FERNÁNDEZ", "SCHMIDT", "BROWN", "LEFÈVRE", "JENSEN", "HORVÁTH", "WEBER",
+]  # fmt: skip
+GIVEN = ["ANNA", "JOHN", "MARÍA", "LI", "PAUL", "SOFIA", "AHMED", "EVA", "JAN", "LUCA", "NINA"]
+MODALITIES = ["CT", "MR", "CR", "US", "DX", "MG", "PT", "NM"]
+
+
+def progress(message: str) -> None:
+    print(message, flush=True)
+
+
+def setup_django(data_dir: Path) -> None:
+    os.environ["PACSWEB_DATA_DIR"] = str(data_dir)
+    os.environ.setdefault("SECRET_KEY", "bench-secret-key")
+    if os.environ.get("BENCH_DATABASE_URL"):
+        os.environ["DATABASE_URL"] = os.environ["BENCH_DATABASE_URL"]
+    os.environ["DJANGO_SETTINGS_MODULE"] = os.environ.get("BENCH_SETTINGS", "pacsweb.settings")
+    os.environ["LOG_LEVEL"] = "WARNING"
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+
+
+def ct_dataset(study_uid: str, series_uid: str, index: int, pixels: bytes):
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
+    ds.SOPInstanceUID = generate_uid()
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = study_uid, series_uid
+    ds.PatientName, ds.PatientID = "BENCH^CT", "BENCH-CT"
+    ds.PatientBirthDate, ds.PatientSex = "19600101", "F"
+    ds.StudyDate, ds.StudyTime, ds.StudyID = "20250101", "120000", "1"
+    ds.AccessionNumber, ds.StudyDescription = "BENCH1", "CT CHEST ABDOMEN"
+    ds.Modality, ds.SeriesNumber, ds.SeriesDescription = "CT", 1, "AXIAL 1MM"
+    ds.InstanceNumber = index + 1
+    ds.ImagePositionPatient = [-250.0, -250.0, float(index)]
+    ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+    ds.PixelSpacing, ds.SliceThickness = [0.98, 0.98], 1.0
+    ds.Rows = ds.Columns = 512
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    ds.RescaleIntercept, ds.RescaleSlope = -1024, 1
+    ds.WindowCenter, ds.WindowWidth = 40, 400
+    ds.PixelData = pixels
+    return ds
+
+
+def make_ct_study(count: int) -> str:
+    import io
+
+    import numpy as np
+    from pydicom.uid import generate_uid
+
+    from studies.models import Instance
+    from studies.services import Status, instance_ingest
+
+    study_uid, series_uid = generate_uid(), generate_uid()
+    rng = np.random.default_rng(0)
+    for index in range(count):
+        pixels = rng.integers(0, 4096, 512 * 512, dtype=np.uint16).tobytes()
+        buffer = io.BytesIO()
+        ct_dataset(study_uid, series_uid, index, pixels).save_as(buffer, enforce_file_format=True)
+        outcome = instance_ingest(file=buffer.getvalue(), source=Instance.Source.IMPORT)
+        assert outcome.status == Status.STORED, outcome
+        if (index + 1) % 50 == 0:
+            progress(f"  ingested {index + 1}/{count} CT instances")
+    return study_uid
+
+
+def make_many_studies(total: int) -> None:
+    """Index rows for ``total`` studies through ingest's own field mapping, in bulk."""
+    from django.db import transaction
+    from pydicom.dataset import Dataset
+    from pydicom.uid import generate_uid
+
+    from studies.models import Patient, Series, Study
+    from studies.services import _index_fields
+
+    rng = random.Random(7)
+    patients_total = max(1, total * 2 // 5)
+    batch = 5000
+    patient_pks: dict[str, int] = {}
+    for start in range(0, total, batch):
+        studies, series_rows, patients = [], [], {}
+        for number in range(start, min(total, start + batch)):
+            patient_number = rng.randrange(patients_total)
+            rng_patient = random.Random(patient_number)
+            ds = Dataset()
+            ds.PatientName = f"{rng_patient.choice(SURNAMES)}^{rng_patient.choice(GIVEN)}"
+            ds.PatientID = f"P{patient_number:07d}"
+            ds.PatientBirthDate = (
+                f"{1930 + rng_patient.randrange(90)}0{1 + rng_patient.randrange(9)}15"
+            )
+            ds.PatientSex = rng_patient.choice("MFO")
+            ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+            ds.SOPInstanceUID, ds.SOPClassUID = generate_uid(), "1.2.840.10008.5.1.4.1.1.2"
+            ds.StudyDate = (
+                f"{2005 + rng.randrange(20)}{1 + rng.randrange(12):02d}{1 + rng.randrange(28):02d}"
+            )
+            ds.StudyTime = f"{rng.randrange(24):02d}{rng.randrange(60):02d}00"
+            ds.AccessionNumber = f"A{number:08d}"
+            ds.StudyDescription = rng.choice(["CT HEAD", "MR KNEE", "CHEST PA", "US ABDOMEN"])
+            ds.ReferringPhysicianName = f"{rng.choice(SURNAMES)}^{rng.choice(GIVEN)}"
+            ds.Modality = rng.choice(MODALITIES)
+            ds.SeriesNumber = 1
+            fields = _index_fields(ds)
+            key = fields["patient"]["key"]
+            if key not in patient_pks:
+                patients[key] = Patient(**fields["patient"])
+            studies.append((key, fields))
+        with transaction.atomic():
+            for patient in Patient.objects.bulk_create(patients.values(), batch_size=1000):
+                patient_pks[patient.key] = patient.pk
+            if not all(patient.pk for patient in patients.values()):
+                patient_pks.update(
+                    Patient.objects.filter(key__in=list(patients)).values_list("key", "pk")
+                )
+            study_rows = [
+                Study(
+                    patient_id=patient_pks[key],
+                    modalities=fields["series"]["modality"],
+                    num_series=1,
+                    num_instances=100,
+                    **fields["study"],
+                )
+                for key, fields in studies
+            ]
+            created = Study.objects.bulk_create(study_rows, batch_size=1000)
+            if not all(study.pk for study in created):
+                by_uid = dict(
+                    Study.objects.filter(study_uid__in=[s.study_uid for s in created]).values_list(
+                        "study_uid", "pk"
+                    )
+                )
+                for study in created:
+                    study.pk = by_uid[study.study_uid]
+            for study, (_key, fields) in zip(created, studies, strict=True):
+                series_rows.append(Series(study_id=study.pk, num_instances=100, **fields["series"]))
+            Series.objects.bulk_create(series_rows, batch_size=1000)
+        progress(f"  indexed {min(total, start + batch):,}/{total:,} studies")
+
+
+def session_cookie() -> str:
+    from django.contrib.auth import (
+        BACKEND_SESSION_KEY,
+        HASH_SESSION_KEY,
+        SESSION_KEY,
+        get_user_model,
+    )
+    from django.contrib.sessions.backends.db import SessionStore
+
+    user = get_user_model().objects.create_user(username="bench", password="Bench-Pass-42")
+    session = SessionStore()
+    session[SESSION_KEY] = str(user.pk)
+    session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+    session[HASH_SESSION_KEY] = user.get_session_auth_hash()
+    session.create()
+    return session.session_key
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_gunicorn(port: int, workers: int) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    process = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "gunicorn"),
+            "pacsweb.wsgi:application",
+            "--bind", f"127.0.0.1:{port}",
+            "--workers", str(workers),
+            "--log-level", "warning",
+        ],
+        cwd=ROOT,
+        env=env,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError("gunicorn exited during start-up")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return process
+        except OSError:
+            time.sleep(0.05)
+    process.terminate()
+    raise RuntimeError("gunicorn did not start listening within 60 s")
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
+
+
+def timed(function, repeat: int) -> list[float]:
+    results = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        function()
+        results.append((time.perf_counter() - start) * 1000)
+    return results
+
+
+def bench_metadata(base: str, session, study_uid: str) -> None:
+    import json
+
+    from pydicom import dcmread
+
+    from studies import storage
+    from studies.models import Instance
+
+    url = f"{base}/dicomweb/studies/{study_uid}/metadata"
+    headers = {"Accept": "application/dicom+json"}
+
+    def fetch() -> None:
+        response = session.get(url, headers=headers)
+        response.raise_for_status()
+        assert len(response.json()) == 300 or response.content
+
+    timed(fetch, 3)
+    served = timed(fetch, 30)
+    paths = list(
+        Instance.objects.filter(series__study__study_uid=study_uid).values_list("path", flat=True)
+    )
+
+    def from_files() -> None:
+        datasets = [
+            dcmread(storage.absolute(p), stop_before_pixels=True).to_json_dict(
+                bulk_data_element_handler=lambda _element: "bulk", suppress_invalid_tags=True
+            )
+            for p in paths
+        ]
+        json.dumps(datasets)
+
+    reference = timed(from_files, 3)
+    median, ref = statistics.median(served), statistics.median(reference)
+    print(
+        f"metadata, {len(paths)} instances: median {median:.1f} ms, p95 {percentile(served, 0.95):.1f} ms"
+        f" (target < 50 ms); pydicom from the files {ref:.0f} ms; {ref / median:.1f}x faster"
+    )
+
+
+def bench_frames(base: str, cookie: str, study_uid: str, clients: int) -> None:
+    import requests
+
+    from studies import storage
+    from studies.models import Instance
+
+    rows = list(
+        Instance.objects.filter(series__study__study_uid=study_uid)
+        .select_related("series")
+        .values_list("series__series_uid", "sop_uid", "path", "frames")
+    )
+    urls = [
+        f"{base}/dicomweb/studies/{study_uid}/series/{se}/instances/{sop}/frames/1"
+        for se, sop, _path, _frames in rows
+    ]
+    accept = "multipart/related; type=application/octet-stream; transfer-syntax=*"
+    errors: list[str] = []
+
+    def client() -> None:
+        session = requests.Session()
+        session.cookies.set("sessionid", cookie)
+        for url in urls:
+            response = session.get(url, headers={"Accept": accept})
+            if response.status_code != 200 or len(response.content) < 512 * 512 * 2:
+                errors.append(f"{response.status_code} {url}")
+
+    def disk_reader() -> None:
+        for _se, _sop, path, frames in rows:
+            with storage.open_file(path) as fp:
+                for offset, length in frames[0]:
+                    fp.seek(offset)
+                    assert len(fp.read(length)) == length
+
+    def run(target) -> float:
+        threads = [threading.Thread(target=target) for _ in range(clients)]
+        start = time.perf_counter()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return len(urls) * clients / (time.perf_counter() - start)
+
+    run(disk_reader)
+    disk = run(disk_reader)
+    served = run(client)
+    if errors:
+        raise RuntimeError(f"{len(errors)} frame requests failed, e.g. {errors[0]}")
+    print(
+        f"frames, {clients} clients x {len(urls)} frames of 512 KiB: {served:.0f} frames/s"
+        f" ({served * 0.5:.0f} MiB/s; target >= 500); reading the same frames from disk:"
+        f" {disk:.0f} frames/s; served/disk = {served / disk:.2f}"
+    )
+
+
+def bench_qido(base: str, session) -> None:
+    from studies.selectors import StudyQuery, studies_search
+
+    names = ["smith", "müller", "garc", "an", "o'b", "tanaka", "zzz"]
+    urls = [
+        f"{base}/dicomweb/studies?limit=101&offset=0&fuzzymatching=false"
+        f"&includefield={OHIF_INCLUDE}&PatientName=*{name}*"
+        for name in names
+    ] + [
+        f"{base}/dicomweb/studies?limit=101&offset=0&fuzzymatching=false&includefield={OHIF_INCLUDE}"
+    ]
+    headers = {"Accept": "application/dicom+json"}
+    for url in urls:
+        session.get(url, headers=headers).raise_for_status()
+    latencies = []
+    for _ in range(25):
+        for url in urls:
+            start = time.perf_counter()
+            response = session.get(url, headers=headers)
+            latencies.append((time.perf_counter() - start) * 1000)
+            response.raise_for_status()
+
+    def orm() -> None:
+        for name in names:
+            list(studies_search(StudyQuery(patient_name=f"*{name}*"))[:101])
+        list(studies_search(StudyQuery())[:101])
+
+    reference = [t / len(urls) for t in timed(orm, 5)]
+    p95 = percentile(latencies, 0.95)
+    print(
+        f"QIDO-RS studies (OHIF list query, limit=101, name filters): median "
+        f"{statistics.median(latencies):.1f} ms, p95 {p95:.1f} ms (target < 80 ms);"
+        f" the same search in-process through the ORM: {statistics.median(reference):.1f} ms"
+        f" per query; served/ORM = {statistics.median(latencies) / statistics.median(reference):.2f}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--studies", type=int, default=100_000)
+    parser.add_argument("--instances", type=int, default=300)
+    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--workers", type=int, default=4, help="gunicorn worker processes")
+    args = parser.parse_args()
+
+    data_dir = Path(tempfile.mkdtemp(prefix="pacsweb-bench-dicomweb-"))
+    gunicorn = None
+    try:
+        progress(f"Archive in {data_dir}")
+        setup_django(data_dir)
+        progress(f"Ingesting a {args.instances}-instance CT study (512x512, 16-bit) ...")
+        study_uid = make_ct_study(args.instances)
+        progress(f"Indexing {args.studies:,} more studies ...")
+        make_many_studies(args.studies)
+        cookie = session_cookie()
+        from django.db import connection
+
+        connection.close()
+        port = free_port()
+        progress(f"Starting gunicorn ({args.workers} workers) on 127.0.0.1:{port} ...")
+        gunicorn = start_gunicorn(port, args.workers)
+
+        import requests
+
+        session = requests.Session()
+        session.cookies.set("sessionid", cookie)
+        base = f"http://127.0.0.1:{port}"
+        print()
+        bench_metadata(base, session, study_uid)
+        bench_frames(base, cookie, study_uid, args.clients)
+        bench_qido(base, session)
+    finally:
+        if gunicorn is not None:
+            gunicorn.terminate()
+            gunicorn.wait(timeout=30)
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
