@@ -18,6 +18,7 @@ Targets (issue 7): metadata < 50 ms, >= 500 frames/s, QIDO p95 < 80 ms.
 import argparse
 import os
 import random
+import secrets
 import shutil
 import socket
 import statistics
@@ -50,7 +51,7 @@ def setup_django(data_dir: Path) -> None:
     os.environ.setdefault("SECRET_KEY", "bench-secret-key")
     if os.environ.get("BENCH_DATABASE_URL"):
         os.environ["DATABASE_URL"] = os.environ["BENCH_DATABASE_URL"]
-    os.environ["DJANGO_SETTINGS_MODULE"] = os.environ.get("BENCH_SETTINGS", "pacsweb.settings")
+    os.environ["DJANGO_SETTINGS_MODULE"] = "pacsweb.settings"
     os.environ["LOG_LEVEL"] = "WARNING"
     import django
 
@@ -192,7 +193,7 @@ def session_cookie() -> str:
     )
     from django.contrib.sessions.backends.db import SessionStore
 
-    user = get_user_model().objects.create_user(username="bench", password="Bench-Pass-42")
+    user = get_user_model().objects.create_user(username="bench", password=secrets.token_urlsafe())
     session = SessionStore()
     session[SESSION_KEY] = str(user.pk)
     session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
