@@ -412,8 +412,12 @@ def _wanted(req: Request, default: set[int], attributes: dict) -> set[int]:
     return (default | req.includes) & set(attributes)
 
 
+# RetrieveURL is never returned: Weasis would fetch from it instead of building its own URLs.
+NEVER_RETURNED = {0x00081190}
+
+
 def _extra_tags(req: Request, attributes: dict) -> set[int]:
-    return {tag for tag in req.includes if tag not in attributes}
+    return {tag for tag in req.includes if tag not in attributes and tag not in NEVER_RETURNED}
 
 
 def _representatives(queryset: QuerySet) -> dict[int, dict]:

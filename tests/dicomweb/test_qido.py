@@ -251,3 +251,13 @@ def test_no_n_plus_one(make_study, physician, django_assert_max_num_queries) -> 
     with django_assert_max_num_queries(12):
         assert len(physician.get("/dicomweb/instances?includefield=00280100").json()) == 14
     assert series_queries.captured_queries
+
+
+def test_weasis_queries_get_no_retrieve_url(archive, physician) -> None:
+    uid = archive["A"].study.study_uid
+    series = _get(
+        physician,
+        f"/dicomweb/studies/{uid}/series",
+        includefield="0008103E,00080060,0020000E,00200011,00081190",
+    )
+    assert len(series) == 2 and all("00081190" not in item for item in series)

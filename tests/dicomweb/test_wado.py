@@ -11,6 +11,7 @@ from PIL import Image
 from pydicom.encaps import generate_frames
 from pydicom.pixels import pixel_array
 
+from activity.models import Event
 from studies import storage
 from studies.models import Instance
 from studies.services import Status, instance_ingest
@@ -300,3 +301,18 @@ def test_wado_uri_dicom_and_jpeg(physician) -> None:
 def test_wado_uri_errors(physician, change, status) -> None:
     instance = ingest_file("CT_small.dcm")
     assert physician.get("/wado", {**_wado(instance), **change}).status_code == status
+
+
+def test_retrieves_are_recorded_once_per_request_not_per_frame(make_study, physician) -> None:
+    files = make_study(series=(("CT", 2),))
+    uid = files.study.study_uid
+    physician.get(f"/dicomweb/studies/{uid}/metadata")
+    instance = Instance.objects.select_related("series__study").first()
+    for _ in range(3):
+        body_of(physician.get(base(instance) + "/frames/1", HTTP_ACCEPT=ANY_FRAMES))
+    body_of(physician.get(f"/dicomweb/studies/{uid}"))
+    events = list(Event.objects.filter(kind="dicomweb").values_list("study_uid", "detail"))
+    assert events == [
+        (uid, {"metadata": "study"}),
+        (uid, {"retrieve": "study", "instances": 2}),
+    ]
