@@ -37,7 +37,7 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--instances", type=int, default=2000)
     parser.add_argument("--instance-kb", type=int, default=512, help="pixel data per instance")
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--data-dir", type=Path, default=Path("/tmp/pacsweb-bench-zip"))
     parser.add_argument("--database-url", default="", help="default: SQLite in the data folder")
     return parser.parse_args()
@@ -269,6 +269,8 @@ def main() -> None:
     ttfb = [d["ttfb"] * 1000 for d in downloads]
     ttfb_dicomdir = [d["ttfb"] * 1000 for d in dicomdir]
     print()
+    load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
+    print(f"machine               {os.cpu_count()} CPUs, load average {load} (1, 5, 15 min)")
     print(f"zip size              {downloads[0]['size'] / MB:.0f} MB ({len(paths)} entries)")
     print(f"cat (reference)       {cat_rate:.0f} MB/s (median of {args.runs})")
     print(f"zip over HTTP         {zip_rate:.0f} MB/s (median of {args.runs})")

@@ -64,7 +64,7 @@ from pydicom.dataset import Dataset
 
 from pacsweb.lib.person_names import display_person_name
 from studies import dicomdir, storage
-from studies.models import Instance, Study
+from studies.models import Instance, Series
 
 log = logging.getLogger(__name__)
 
@@ -455,7 +455,7 @@ def plan_from_entries(entries: Sequence[Entry], *, dicomdir: bool = False) -> Zi
 
 
 class _Row(NamedTuple):
-    """One instance with what its zip entry and DICOMDIR records need (one joined query)."""
+    """One instance with what its zip entry and DICOMDIR records need."""
 
     pk: int
     sop_uid: str
@@ -483,7 +483,7 @@ class _Row(NamedTuple):
     patient_name: str
 
 
-_ROW_FIELDS = (
+_INSTANCE_FIELDS = (
     "pk",
     "sop_uid",
     "sop_class_uid",
@@ -493,22 +493,28 @@ _ROW_FIELDS = (
     "size",
     "crc32",
     "series_id",
-    "series__series_uid",
-    "series__series_number",
-    "series__modality",
-    "series__description",
-    "series__series_date",
-    "series__study_id",
-    "series__study__study_uid",
-    "series__study__study_date",
-    "series__study__study_time",
-    "series__study__study_id",
-    "series__study__accession_number",
-    "series__study__description",
-    "series__study__patient_id",
-    "series__study__patient__patient_id",
-    "series__study__patient__name",
 )
+# What every instance of a series shares, fetched once per series rather than once per instance.
+_SERIES_FIELDS = (
+    "pk",
+    "series_uid",
+    "series_number",
+    "modality",
+    "description",
+    "series_date",
+    "study_id",
+    "study__study_uid",
+    "study__study_date",
+    "study__study_time",
+    "study__study_id",
+    "study__accession_number",
+    "study__description",
+    "study__patient_id",
+    "study__patient__patient_id",
+    "study__patient__name",
+    "study__received_at",
+)
+_BATCH = 1000
 
 
 def _nulls_last(value: int | datetime.date | None) -> tuple[bool, object]:
@@ -538,10 +544,20 @@ def _ordered_rows(instances: QuerySet[Instance]) -> tuple[list[_Row], dict[int, 
     database, whatever its collation or its place for NULLs. Tuples, not dicts or models: a
     patient may have a hundred thousand instances, and this runs before the first byte.
     """
-    rows = [_Row._make(values) for values in instances.order_by().values_list(*_ROW_FIELDS)]
+    listed = list(instances.order_by().values_list(*_INSTANCE_FIELDS))
+    series_pks = sorted({values[-1] for values in listed})
+    shared: dict[int, tuple] = {}
+    received: dict[int, datetime.datetime] = {}
+    for start in range(0, len(series_pks), _BATCH):
+        batch = series_pks[start : start + _BATCH]
+        for values in Series.objects.filter(pk__in=batch).values_list(*_SERIES_FIELDS):
+            shared[values[0]] = values[:-1]
+            received[values[6]] = values[-1]
+    # An instance whose series was deleted between the two queries is left out.
+    rows = [
+        _Row._make(values[:-1] + shared[values[-1]]) for values in listed if values[-1] in shared
+    ]
     rows.sort(key=_sort_key)
-    study_pks = {row.study_pk for row in rows}
-    received = dict(Study.objects.filter(pk__in=study_pks).values_list("pk", "received_at"))
     return rows, received
 
 
