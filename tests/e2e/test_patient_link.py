@@ -142,3 +142,21 @@ def test_wrong_link_on_a_phone(live_server, new_page, screenshot, study):
     assert response.status == 404
     expect(page.get_by_role("heading", level=1)).to_have_text("This link does not open anything")
     screenshot(page, "patient-link-unknown-phone")
+
+
+def test_birth_date_question_in_a_real_browser(live_server, new_page, screenshot, study):
+    """The form posts back through the CSRF check (the page's referrer policy must allow it)."""
+    setup = ServerSetup.get()
+    setup.patient_link_asks_birth_date = True
+    setup.save()
+    page = new_page(viewport=PHONE)
+    page.goto(_printed_link(study))
+    expect(page.get_by_role("heading", level=1)).to_have_text("Confirm your date of birth")
+    field = page.get_by_label("Date of birth")
+    field.fill("1981-09-24")
+    page.get_by_role("button", name="Continue").click()
+    expect(page.get_by_text("This is not the date of birth we have")).to_be_visible()
+    screenshot(page, "patient-link-birth-date-phone")
+    page.get_by_label("Date of birth").fill("1981-09-23")
+    page.get_by_role("button", name="Continue").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("GARCÍA, MARÍA JOSÉ")
