@@ -49,7 +49,7 @@ class StudyLinkAdmin(admin.ModelAdmin):
         "study_date",
         "patient_name",
         "description",
-        "modalities",
+        "modality_names",
         "link_state",
         "link_works_through",
         "link_last_used",
@@ -62,7 +62,7 @@ class StudyLinkAdmin(admin.ModelAdmin):
         "patient_name",
         "study_date",
         "description",
-        "modalities",
+        "modality_names",
         "accession_number",
         "study_uid",
         "link_state",
@@ -98,6 +98,10 @@ class StudyLinkAdmin(admin.ModelAdmin):
     @admin.display(description="patient", ordering="patient__name")
     def patient_name(self, study: StudyLink) -> str:
         return f"{display_person_name(study.patient.name)} ({study.patient.patient_id})"
+
+    @admin.display(description="modalities")
+    def modality_names(self, study: StudyLink) -> str:
+        return ", ".join(study.modality_list)
 
     @admin.display(description="link")
     def link_state(self, study: StudyLink) -> str:
