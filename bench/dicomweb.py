@@ -147,7 +147,7 @@ def make_many_studies(total: int) -> None:
             ds.ReferringPhysicianName = f"{rng.choice(SURNAMES)}^{rng.choice(GIVEN)}"
             ds.Modality = rng.choice(MODALITIES)
             ds.SeriesNumber = 1
-            fields = _index_fields(ds)
+            fields = _index_fields(ds, has_pixel_data=False)
             key = fields["patient"]["key"]
             if key not in patient_pks:
                 patients[key] = Patient(**fields["patient"])
@@ -215,7 +215,11 @@ def start_gunicorn(port: int, workers: int) -> subprocess.Popen:
             str(Path(sys.executable).parent / "gunicorn"),
             "pacsweb.wsgi:application",
             "--bind", f"127.0.0.1:{port}",
+            # As deploy/gunicorn.conf.py runs it: threaded workers with keep-alive.
+            "--worker-class", "gthread",
             "--workers", str(workers),
+            "--threads", "8",
+            "--keep-alive", "5",
             "--log-level", "warning",
         ],
         cwd=ROOT,
@@ -385,7 +389,7 @@ def main() -> None:
     parser.add_argument("--studies", type=int, default=100_000)
     parser.add_argument("--instances", type=int, default=300)
     parser.add_argument("--clients", type=int, default=4)
-    parser.add_argument("--workers", type=int, default=4, help="gunicorn worker processes")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
     args = parser.parse_args()
 
     data_dir = Path(tempfile.mkdtemp(prefix="pacsweb-bench-dicomweb-"))
@@ -402,7 +406,7 @@ def main() -> None:
 
         connection.close()
         port = free_port()
-        progress(f"Starting gunicorn ({args.workers} workers) on 127.0.0.1:{port} ...")
+        progress(f"Starting gunicorn ({args.workers} workers x 8 threads) on 127.0.0.1:{port} ...")
         gunicorn = start_gunicorn(port, args.workers)
 
         import requests

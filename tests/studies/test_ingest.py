@@ -195,3 +195,11 @@ def test_frame_offsets_match_pydicom(name: str) -> None:
     else:
         size = len(ds.PixelData) // int(ds.get("NumberOfFrames", 1))
         assert got == [ds.PixelData[i * size : (i + 1) * size] for i in range(len(got))]
+
+
+def test_frame_count_is_indexed(dicom_bytes) -> None:
+    instance_ingest(file=dicom_bytes(frames=3), source=SOURCE)
+    ds = make_dataset()
+    del ds.PixelData
+    instance_ingest(file=to_bytes(ds), source=SOURCE)
+    assert sorted(Instance.objects.values_list("num_frames", flat=True)) == [0, 3]
