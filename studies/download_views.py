@@ -6,6 +6,7 @@ download in the activity log when its body starts and when it ends or is cut off
 """
 
 from django.contrib.auth.decorators import login_required
+from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponseBase
 from django.views.decorators.http import require_safe
 
@@ -23,16 +24,17 @@ def _wants_dicomdir(request: HttpRequest) -> bool:
 def _download(
     request: HttpRequest,
     *,
-    instances,
+    instances: QuerySet[Instance],
     filename: str,
     level: str,
     study_uid: str,
     patient_name: str,
     detail: dict,
 ) -> HttpResponseBase:
-    if not instances.exists():
-        raise Http404("There is nothing to download here.")
     dicomdir = _wants_dicomdir(request)
+    plan = archive.plan_zip(instances, dicomdir=dicomdir)
+    if not plan.entries:
+        raise Http404("There is nothing to download here.")
     event: Event | None = None
 
     def start(served: archive.Served) -> None:
@@ -61,9 +63,8 @@ def _download(
         filename = f"{filename} DICOMDIR"
     return archive.zip_response(
         request,
-        instances=instances,
+        plan=plan,
         filename=filename,
-        dicomdir=dicomdir,
         on_start=start,
         on_progress=progress,
         on_finish=finish,
