@@ -172,18 +172,44 @@ class MLLPHandler(socketserver.BaseRequestHandler):
 
 
 class MLLPServer(socketserver.ThreadingTCPServer):
-    """A thread per connection; ``stop()`` ends them all after the message each is on."""
+    """A thread per connection, at most ``max_connections`` at once; ``stop()`` ends them all
+    after the message each is on."""
 
     allow_reuse_address = True
     daemon_threads = False
     block_on_close = True
 
-    def __init__(self, address: tuple[str, int], *, idle_timeout: float = 600.0) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        *,
+        idle_timeout: float = 600.0,
+        max_connections: int = 32,
+    ) -> None:
         self.stopping = threading.Event()
         self.idle_timeout = idle_timeout
+        self.max_connections = max_connections
+        self._slots = threading.BoundedSemaphore(max_connections)
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         super().__init__(address, MLLPHandler)
+
+    def process_request(self, request: socket.socket, client_address: tuple) -> None:
+        if not self._slots.acquire(blocking=False):
+            log.warning(
+                "HL7 connection from %s refused: %d connections are open already",
+                client_address[0],
+                self.max_connections,
+            )
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request: socket.socket, client_address: tuple) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
 
     def stop(self) -> None:
         """Stop accepting, let each connection finish its current message, and wait for them."""

@@ -6,6 +6,7 @@ import socket
 import subprocess
 import sys
 import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -21,9 +22,9 @@ pytestmark = pytest.mark.django_db(transaction=True)
 BASE_DIR = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture
-def listener():
-    server = MLLPServer(("127.0.0.1", 0))
+@contextmanager
+def running(**options):
+    server = MLLPServer(("127.0.0.1", 0), **options)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -31,6 +32,12 @@ def listener():
     finally:
         server.stop()
         thread.join()
+
+
+@pytest.fixture
+def listener():
+    with running() as port:
+        yield port
 
 
 def connect(port: int) -> socket.socket:
@@ -144,6 +151,21 @@ def test_oversized_frame_is_refused_and_the_connection_closed(listener, settings
     assert ack.first("MSA").get(1) == "AR"
     assert ack.first("MSA").get(3) == "the message is larger than the limit of 2,000 bytes"
     assert not HL7Message.objects.exists()
+
+
+def test_connections_beyond_the_limit_are_closed_at_once():
+    with running(max_connections=1) as port, connect(port) as first:
+        assert send(first, s.radis_orm()).first("MSA").get(1) == "AA"
+        with connect(port) as second:
+            assert second.recv(10) == b""
+        # The first connection is still served.
+        duplicate = send(first, s.radis_orm())
+        assert duplicate.first("MSA").get(3) == "duplicate: already received"
+
+
+def test_idle_connection_is_closed():
+    with running(idle_timeout=0.2) as port, connect(port) as sock:
+        assert sock.recv(10) == b""
 
 
 def _database_url() -> str:

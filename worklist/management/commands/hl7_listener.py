@@ -25,6 +25,12 @@ class Command(BaseCommand):
             help="address to listen on (default 0.0.0.0, all IPv4 addresses)",
         )
         parser.add_argument(
+            "--max-connections",
+            type=int,
+            default=32,
+            help="connections served at once; more are closed at once (default 32)",
+        )
+        parser.add_argument(
             "--idle-timeout",
             type=float,
             default=600.0,
@@ -32,10 +38,18 @@ class Command(BaseCommand):
         )
 
     def handle(
-        self, *args: object, port: int, bind: str, idle_timeout: float, **options: object
+        self,
+        *args: object,
+        port: int,
+        bind: str,
+        idle_timeout: float,
+        max_connections: int,
+        **options: object,
     ) -> None:
         try:
-            server = MLLPServer((bind, port), idle_timeout=idle_timeout)
+            server = MLLPServer(
+                (bind, port), idle_timeout=idle_timeout, max_connections=max_connections
+            )
         except OSError as exc:
             raise CommandError(f"cannot listen on {bind}:{port}: {exc.strerror}") from exc
         stop = threading.Event()
