@@ -7,12 +7,15 @@ series UIDs of the manifest it was given. Every view resolves its caller to a ``
 a caller outside the scope gets exactly what a missing object gets (404), so nothing leaks.
 """
 
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from django.core import signing
 from django.db.models import QuerySet
 from django.http import HttpRequest, JsonResponse
 
+from studies import storage
 from studies.models import Instance, Series, Study
 from tokens.access import granted_study_uid
 
@@ -130,17 +133,57 @@ def series_in_scope(scope: Scope, study_uid: str, series_uid: str) -> Series | N
 
 
 def instance_in_scope(
-    scope: Scope, study_uid: str, series_uid: str, sop_uid: str, *, fields: tuple[str, ...] = ()
+    scope: Scope, study_uid: str, series_uid: str, sop_uid: str
 ) -> Instance | None:
-    """The instance at this path, if the scope allows it.
-
-    ``fields`` limits the columns loaded (the others load on first access): frame requests,
-    the hot path of a viewer, need only where the frames are.
-    """
     if not scope.allows_series(study_uid, series_uid):
         return None
-    instances = Instance.objects.filter(
+    instances = Instance.objects.select_related("series__study").filter(
         sop_uid=sop_uid, series__series_uid=series_uid, series__study__study_uid=study_uid
     )
-    instances = instances.only(*fields) if fields else instances.select_related("series__study")
     return next(iter(instances[:1]), None)
+
+
+class _FrameSources:
+    """Recently used instances of frame requests, by (study, series, SOP instance) UID.
+
+    A viewer asks for every frame of a study one request at a time; an archived instance never
+    changes, so its row is read once. Only found instances are kept (a new one may arrive any
+    moment), a bounded number of them, and one whose file has gone is read again.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.items: OrderedDict[tuple[str, str, str], Instance] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def get(self, key: tuple[str, str, str], fields: tuple[str, ...]) -> Instance | None:
+        with self.lock:
+            instance = self.items.get(key)
+            if instance is not None:
+                self.items.move_to_end(key)
+        if instance is not None and storage.absolute(instance.path).is_file():
+            return instance
+        instances = Instance.objects.filter(
+            sop_uid=key[2], series__series_uid=key[1], series__study__study_uid=key[0]
+        ).only(*fields)
+        instance = next(iter(instances[:1]), None)
+        with self.lock:
+            if instance is None:
+                self.items.pop(key, None)
+            else:
+                self.items[key] = instance
+                while len(self.items) > self.size:
+                    self.items.popitem(last=False)
+        return instance
+
+
+_frame_sources = _FrameSources(size=4096)
+
+
+def frame_source_in_scope(
+    scope: Scope, study_uid: str, series_uid: str, sop_uid: str, *, fields: tuple[str, ...]
+) -> Instance | None:
+    """The instance whose frames are asked for, if the scope allows it (rows read once)."""
+    if not scope.allows_series(study_uid, series_uid):
+        return None
+    return _frame_sources.get((study_uid, series_uid, sop_uid), fields)

@@ -12,7 +12,7 @@ from pydicom import dcmread
 
 from dicomweb.multipart import ReceivedPart, iter_parts
 from studies.models import Instance
-from studies.services import IngestOutcome, Status, instance_ingest
+from studies.services import DUPLICATE_SAME_CONTENT, IngestOutcome, Status, instance_ingest
 
 # PS3.18 Table 10.5.3-2 and PS3.4 Annex B failure reasons.
 OUT_OF_RESOURCES = 0xA700
@@ -91,7 +91,7 @@ def store_part(
     outcome = instance_ingest(file=part.file, source=Instance.Source.STOW, source_detail=username)
     # An identical copy already archived counts as stored: the client's data is in the archive.
     if outcome.status == Status.STORED or (
-        outcome.status == Status.DUPLICATE and outcome.reason == "already in the archive"
+        outcome.status == Status.DUPLICATE and outcome.reason == DUPLICATE_SAME_CONTENT
     ):
         result.stored.append((class_uid, outcome.sop_uid, outcome.study_uid))
     else:

@@ -26,6 +26,7 @@ from activity.services import record
 from dicomweb import qido, stow, wado
 from dicomweb.access import (
     Scope,
+    frame_source_in_scope,
     instance_in_scope,
     json_error,
     not_found,
@@ -319,7 +320,7 @@ def frames(
     sop_uid: str,
     frame_list: str,
 ) -> HttpResponse:
-    found = instance_in_scope(scope, study_uid, series_uid, sop_uid, fields=wado.FRAME_FIELDS)
+    found = frame_source_in_scope(scope, study_uid, series_uid, sop_uid, fields=wado.FRAME_FIELDS)
     if found is None:
         return not_found()
     try:

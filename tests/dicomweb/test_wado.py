@@ -316,3 +316,19 @@ def test_retrieves_are_recorded_once_per_request_not_per_frame(make_study, physi
         (uid, {"metadata": "study"}),
         (uid, {"retrieve": "study", "instances": 2}),
     ]
+
+
+def test_frame_requests_read_the_instance_row_once(
+    physician, django_assert_max_num_queries
+) -> None:
+    instance = ingest_file("MR_small_RLE.dcm")
+    url = base(instance) + "/frames/1"
+    with django_assert_max_num_queries(20) as first:
+        assert body_of(physician.get(url, HTTP_ACCEPT=ANY_FRAMES))
+    with django_assert_max_num_queries(20) as second:
+        assert body_of(physician.get(url, HTTP_ACCEPT=ANY_FRAMES))
+    assert len(second.captured_queries) == len(first.captured_queries) - 1
+    # A file that has gone (the instance was deleted) is looked up again: no stale answer.
+    storage.delete(instance.path)
+    Instance.objects.filter(pk=instance.pk).delete()
+    assert physician.get(url, HTTP_ACCEPT=ANY_FRAMES).status_code == 404
