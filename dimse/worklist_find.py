@@ -177,7 +177,7 @@ def _fill(query: Dataset, order: Order, values: dict[str, Getter]) -> Dataset:
         keyword = elem.keyword
         if keyword == "SpecificCharacterSet":
             continue
-        if keyword == STEP_SEQUENCE and values is ITEM_VALUES:
+        if keyword == STEP_SEQUENCE:
             ds.add(DataElement(elem.tag, "SQ", Sequence([_step(elem.value, order)])))
         elif keyword in values:
             value = values[keyword](order)
