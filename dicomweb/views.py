@@ -63,8 +63,8 @@ def _dicom_json(data, *, warnings: list[str] | None = None, status: int = 200) -
         content_type=DICOM_JSON,
         status=status,
     )
-    for warning in warnings or []:
-        response.headers["Warning"] = warning
+    if warnings:
+        response.headers["Warning"] = ", ".join(warnings)
     return response
 
 
@@ -454,11 +454,14 @@ def _stow(request: HttpRequest, scope: Scope, *, study_uid: str | None) -> HttpR
             "Value": [request.build_absolute_uri(reverse("dicomweb:study", args=[study_uid]))],
         }
         body = dict(sorted(body.items()))
-    warnings = [f'299 pacsweb "{sop or "?"}: {text}"' for _, sop, _, text in result.failed]
-    response = _dicom_json(body, status=result.http_status)
-    for warning in warnings[:20]:
-        response.headers["Warning"] = warning.replace("\r", " ").replace("\n", " ")
-    return response
+    # Each failure's reason in words, as Warning values (RFC 9111 5.5), quotes and lines removed.
+    warnings = [
+        '299 pacsweb "{}: {}"'.format(
+            sop or "?", text.replace('"', "'").replace("\r", " ").replace("\n", " ")
+        )
+        for _, sop, _, text in result.failed[:20]
+    ]
+    return _dicom_json(body, status=result.http_status, warnings=warnings)
 
 
 # ---------------------------------------------------------------------------------------------

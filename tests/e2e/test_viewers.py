@@ -144,3 +144,13 @@ def test_patient_opens_the_study_from_the_token_page(
     check_viewer_shows_the_study(page, screenshot, "ohif-patient")
     # The generated app-config shows the institution in place of OHIF's logo.
     assert page.get_by_title("St. Mary's Clinic").is_visible()
+
+
+def test_weasis_launch_page(ct_study, live_server, web_user, logged_in_page, screenshot) -> None:
+    page = logged_in_page(web_user(username="drwilson"))
+    # Chromium has no handler for weasis://: the automatic redirect is ignored, the page stays.
+    page.goto(f"{live_server.url}/weasis/launch/study/{ct_study.study_uid}")
+    link = page.get_by_role("link", name="Open in Weasis")
+    assert link.get_attribute("href").startswith("weasis://?%24dicom%3Aget%20-w%20%22http")
+    assert page.get_by_text("free desktop DICOM viewer").is_visible()
+    screenshot(page, "weasis-launch")
