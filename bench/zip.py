@@ -260,6 +260,8 @@ def main() -> None:
                 flush=True,
             )
         dicomdir = [curl(url + "?dicomdir=1", cookie) for _ in range(args.runs)]
+        # The same server's answer time for a small page, to read the figures above against.
+        pages = [curl(f"{base}/studies/", cookie) for _ in range(args.runs)]
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -268,6 +270,7 @@ def main() -> None:
     zip_rate = statistics.median(d["size"] / MB / d["total"] for d in downloads)
     ttfb = [d["ttfb"] * 1000 for d in downloads]
     ttfb_dicomdir = [d["ttfb"] * 1000 for d in dicomdir]
+    ttfb_page = [d["ttfb"] * 1000 for d in pages]
     print()
     load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
     print(f"machine               {os.cpu_count()} CPUs, load average {load} (1, 5, 15 min)")
@@ -278,6 +281,10 @@ def main() -> None:
     print(
         f"time to first byte    median {statistics.median(ttfb):.0f} ms, max {max(ttfb):.0f} ms"
         " (target < 100 ms)"
+    )
+    print(
+        f"  search page         median {statistics.median(ttfb_page):.0f} ms "
+        "(a small page from the same server, for reference)"
     )
     print(
         f"  with ?dicomdir=1    median {statistics.median(ttfb_dicomdir):.0f} ms, "

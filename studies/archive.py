@@ -517,21 +517,22 @@ _SERIES_FIELDS = (
 _BATCH = 1000
 
 
-def _nulls_last(value: int | datetime.date | None) -> tuple[bool, object]:
-    return (value is None, value if value is not None else 0)
-
-
 def _sort_key(row: _Row) -> tuple:
+    # (is missing, value): missing dates and numbers sort last; two values are compared only
+    # when both are present, so the placeholder 0 never meets a date.
     return (
         row.patient_name,
         row.patient_id,
         row.patient_pk,
-        _nulls_last(row.study_date),
+        row.study_date is None,
+        row.study_date or 0,
         row.study_time,
         row.study_uid,
-        _nulls_last(row.series_number),
+        row.series_number is None,
+        row.series_number or 0,
         row.series_uid,
-        _nulls_last(row.instance_number),
+        row.instance_number is None,
+        row.instance_number or 0,
         row.sop_uid,
     )
 

@@ -353,13 +353,31 @@ def _reference(image: ImageNode) -> list[Element]:
     ]
 
 
+def _short_element(tag: int, vr: str, text: str) -> bytes:
+    """One ASCII text element, explicit VR little endian with a 2-byte length (PS3.5 7.1.2)."""
+    data = text.encode("ascii")
+    if len(data) % 2:
+        data += b"\x00" if vr == "UI" else b" "
+    return struct.pack("<HH2sH", tag >> 16, tag & 0xFFFF, vr.encode(), len(data)) + data
+
+
+_IMAGE_RECORD_HEADER = _encode_elements(_record_header("IMAGE"))
+
+
 def _image_record(image: ImageNode, ordinal: int) -> bytes:
-    return _encode_elements(
-        [
-            *_record_header("IMAGE"),
-            *_reference(image),
-            (0x00200013, "IS", _integer(image.number, ordinal)),
-        ]
+    """An IMAGE record, the bulk of a DICOMDIR, put together from its elements in tag order.
+
+    Its values are all ASCII (UIDs, file IDs, a number), so it never needs a character set.
+    """
+    return b"".join(
+        (
+            _IMAGE_RECORD_HEADER,
+            _short_element(0x00041500, "CS", "\\".join(image.file_id)),
+            _short_element(0x00041510, "UI", image.sop_class_uid),
+            _short_element(0x00041511, "UI", image.sop_uid),
+            _short_element(0x00041512, "UI", image.transfer_syntax_uid),
+            _short_element(0x00200013, "IS", str(_integer(image.number, ordinal))),
+        )
     )
 
 
