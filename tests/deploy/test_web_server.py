@@ -3,6 +3,7 @@
 import datetime
 import http.client
 import os
+import signal
 import socket
 import ssl
 import subprocess
@@ -101,7 +102,8 @@ def start_web(port: int) -> subprocess.Popen:
 
 
 def stop(process: subprocess.Popen) -> None:
-    process.terminate()
+    # SIGINT is gunicorn's quick shutdown; SIGTERM would wait for idle keep-alive connections.
+    process.send_signal(signal.SIGINT)
     process.wait(timeout=30)
 
 
@@ -188,8 +190,12 @@ def test_ssl_without_certificate_refuses_to_start(setup: ServerSetup) -> None:
 
 
 def test_check_deploy_has_no_warnings_with_ssl() -> None:
+    # The production settings, without what the test run adds to the environment (Playwright's
+    # DJANGO_ALLOW_ASYNC_UNSAFE, which the check rightly refuses in a deployment).
+    inherited = {k: v for k, v in os.environ.items() if k != "DJANGO_ALLOW_ASYNC_UNSAFE"}
     env = {
-        **os.environ,
+        **inherited,
+        "DJANGO_SETTINGS_MODULE": "pacsweb.settings",
         "PACSWEB_SSL": "1",
         "DEBUG": "0",
         "SECRET_KEY": "k" + os.urandom(40).hex(),
