@@ -177,12 +177,14 @@ def _check_bounds(chunk: Chunk) -> None:
 
 
 def _stored_message(header: Header) -> HL7Message | None:
-    return HL7Message.objects.filter(
+    # At most one row matches (a unique constraint): no ordering needed.
+    matches = HL7Message.objects.filter(
         outcome=HL7Message.Outcome.STORED,
         sending_application=header.sending_application,
         sending_facility=header.sending_facility,
         control_id=header.control_id,
-    ).first()
+    ).order_by()[:1]
+    return next(iter(matches), None)
 
 
 def _repeat(previous: HL7Message, record: HL7Message, name: str, header: Header) -> MessageOutcome:
@@ -259,7 +261,7 @@ def _find_order(request: hl7_orders.OrderRequest) -> Order | None:
     ):
         if not number:
             continue
-        matches = list(Order.objects.select_for_update().filter(**{column: number})[:2])
+        matches = list(Order.objects.select_for_update().filter(**{column: number}).order_by()[:2])
         if len(matches) > 1:
             raise HL7Error(
                 where, f"order number '{number}' matches more than one order", ERR_UNKNOWN_KEY
