@@ -71,3 +71,6 @@ access_log_format = (
     'duration_ms=%(M)s agent="%(a)s"'
 )
 proc_name = "pacsweb-web"
+# gunicorn's control socket sits at one fixed path per user, which several servers on one
+# machine (tests, benchmarks) would fight over; pacsweb does not use it.
+control_socket_disable = True

@@ -1,0 +1,311 @@
+"""Load test: 20 clients browsing while 4 download study zips, against gunicorn on loopback.
+
+    .venv/bin/python bench/load.py [--seconds 30] [--browsers 20] [--downloaders 4]
+                                   [--data-dir /tmp/pacsweb-bench-load] [--database-url URL]
+
+The server is started the way a deployment starts it (``manage.py run_web``: gunicorn with
+deploy/gunicorn.conf.py, its gthread workers and threads), on a scratch data folder filled with
+demo studies and one ~200 MB study to download. First one client browses alone (the unloaded
+reference); then ``--browsers`` client processes browse (search, patient, study and series
+pages) while ``--downloaders`` processes download the big study's zip over and over, for
+``--seconds``. It prints page latency (median, p95) unloaded and loaded, their ratio (target:
+p95 within 3x), download throughput, and every error (target: none). Loopback only; bounded in
+time and count.
+"""
+
+import argparse
+import http.client
+import multiprocessing
+import os
+import random
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.parse
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+USERNAME, PASSWORD = "loadtest", "Load-test-Password-1"
+BIG_STUDY = "2.25.297350124567018462237816904213859911401"
+MB = 1_000_000
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=30)
+    parser.add_argument("--browsers", type=int, default=20)
+    parser.add_argument("--downloaders", type=int, default=4)
+    parser.add_argument(
+        "--think",
+        type=float,
+        default=1.0,
+        help="mean seconds a browsing client waits between pages",
+    )
+    parser.add_argument("--data-dir", type=Path, default=Path("/tmp/pacsweb-bench-load"))
+    parser.add_argument("--database-url", default="", help="default: SQLite in the data folder")
+    return parser.parse_args()
+
+
+def prepare(args: argparse.Namespace) -> tuple[dict[str, str], list[str]]:
+    """Fill the scratch archive once; return the server's environment and page paths to visit."""
+    args.data_dir.mkdir(parents=True, exist_ok=True)
+    env = {
+        "PACSWEB_DATA_DIR": str(args.data_dir),
+        "DATABASE_URL": args.database_url or f"sqlite:///{args.data_dir / 'load.sqlite3'}",
+        "SECRET_KEY": "load-test-secret-key-not-for-production",
+        "DJANGO_SETTINGS_MODULE": "pacsweb.settings",
+        "LOG_LEVEL": "WARNING",
+    }
+    os.environ.update(env)
+    sys.path.insert(0, str(BASE_DIR))
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    from accounts.models import User
+    from pacsweb.models import ServerSetup
+    from studies.models import Instance, Patient, Series, Study
+
+    call_command("migrate", verbosity=0)
+    call_command("collectstatic", interactive=False, verbosity=0)
+    if not Study.objects.exclude(study_uid=BIG_STUDY).exists():
+        print("filling the archive with demo studies ...", flush=True)
+        call_command("make_demo_data", patients=12, seed=7, matrix=128, slices=12)
+    if not Study.objects.filter(study_uid=BIG_STUDY).exists():
+        print("ingesting the study to download (200 x 1 MB) ...", flush=True)
+        ingest_big_study(Instance)
+    user, _ = User.objects.get_or_create(username=USERNAME)
+    user.set_password(PASSWORD)
+    user.save()
+    setup = ServerSetup.get()
+    setup.web_port = free_port()
+    setup.ssl_enabled = False
+    setup.save()
+    env["PORT"] = str(setup.web_port)
+
+    pages = ["/studies/", "/studies/?patient_name=a*", "/studies/?modality=CT"]
+    pages += [f"/studies/patient/{pk}/" for pk in Patient.objects.values_list("pk", flat=True)[:10]]
+    pages += [
+        f"/studies/study/{urllib.parse.quote(uid)}/"
+        for uid in Study.objects.exclude(study_uid=BIG_STUDY).values_list("study_uid", flat=True)[
+            :10
+        ]
+    ]
+    pages += [
+        f"/studies/series/{urllib.parse.quote(uid)}/"
+        for uid in Series.objects.exclude(study__study_uid=BIG_STUDY).values_list(
+            "series_uid", flat=True
+        )[:10]
+    ]
+    return env, pages
+
+
+def ingest_big_study(instance_model) -> None:
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.uid import ExplicitVRLittleEndian
+
+    from studies.services import Status, instance_ingest
+
+    pixels = os.urandom(724 * 724 * 2)
+    for number in range(1, 201):
+        ds = Dataset()
+        ds.file_meta = FileMetaDataset()
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
+        ds.SOPInstanceUID = f"{BIG_STUDY}.1.{number}"
+        ds.StudyInstanceUID, ds.SeriesInstanceUID = BIG_STUDY, f"{BIG_STUDY}.1"
+        ds.PatientName, ds.PatientID = "LOAD^TEST", "LOAD-1"
+        ds.StudyDate, ds.StudyTime, ds.StudyID = "20240301", "120000", "1"
+        ds.Modality, ds.SeriesNumber, ds.InstanceNumber = "CT", 1, number
+        ds.Rows = ds.Columns = 724
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+        ds.PixelData = pixels
+        buffer = DicomBytesIO()
+        ds.save_as(buffer, enforce_file_format=True)
+        outcome = instance_ingest(file=buffer.getvalue(), source=instance_model.Source.DEMO)
+        if outcome.status != Status.STORED:
+            sys.exit(f"ingest failed: {outcome}")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server(env: dict[str, str]) -> subprocess.Popen:
+    process = subprocess.Popen(
+        [sys.executable, "manage.py", "run_web"],
+        cwd=BASE_DIR,
+        env={**os.environ, **env, "PACSWEB_BIND": "127.0.0.1"},
+        stdout=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while True:
+        if process.poll() is not None:
+            sys.exit("the web server exited before opening its port")
+        try:
+            socket.create_connection(("127.0.0.1", int(env["PORT"])), timeout=0.2).close()
+            return process
+        except OSError:
+            if time.monotonic() > deadline:
+                process.kill()
+                sys.exit("the web server did not open its port")
+            time.sleep(0.05)
+
+
+def log_in(port: int) -> str:
+    """Log in through the login form like a browser; return the Cookie header value."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    conn.request("GET", "/login/")
+    response = conn.getresponse()
+    page = response.read().decode()
+    csrf = re.search(r"csrftoken=([^;]+)", response.getheader("Set-Cookie")).group(1)
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
+    body = urllib.parse.urlencode(
+        {"username": USERNAME, "password": PASSWORD, "csrfmiddlewaretoken": token}
+    )
+    conn.request(
+        "POST",
+        "/login/",
+        body=body,
+        headers={
+            "Content-Type": "application/x-www-form-urlencoded",
+            "Cookie": f"csrftoken={csrf}",
+            "Referer": f"http://127.0.0.1:{port}/login/",
+        },
+    )
+    response = conn.getresponse()
+    response.read()
+    session = re.search(r"sessionid=([^;]+)", response.getheader("Set-Cookie") or "")
+    if response.status != 302 or not session:
+        sys.exit(f"could not log in (HTTP {response.status})")
+    return f"sessionid={session.group(1)}"
+
+
+def browse(port: int, pages: list[str], seconds: float, offset: int, think: float, results) -> None:
+    """One client: log in, then visit the pages in turn until the time is up.
+
+    Between pages it waits ``think`` seconds on average, as a person reading a page does.
+    """
+    rng = random.Random(offset)
+    cookie = log_in(port)
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    latencies, errors = [], []
+    deadline = time.monotonic() + seconds
+    i = offset
+    while time.monotonic() < deadline and len(latencies) < 10_000:
+        path = pages[i % len(pages)]
+        i += 1
+        started = time.perf_counter()
+        try:
+            conn.request("GET", path, headers={"Cookie": cookie})
+            response = conn.getresponse()
+            response.read()
+            if response.status != 200:
+                errors.append(f"{path}: HTTP {response.status}")
+        except (OSError, http.client.HTTPException) as exc:
+            errors.append(f"{path}: {exc!r}")
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        latencies.append(time.perf_counter() - started)
+        time.sleep(rng.uniform(0.5, 1.5) * think)
+    results.put(("pages", latencies, errors))
+
+
+def download(port: int, seconds: float, results) -> None:
+    """One client downloading the big study's zip over and over until the time is up."""
+    cookie = log_in(port)
+    url = f"http://127.0.0.1:{port}/studies/study/{BIG_STUDY}/download"
+    sizes, times, errors = [], [], []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and len(sizes) < 1000:
+        result = subprocess.run(
+            ["curl", "-sS", "-o", "/dev/null", "-H", f"Cookie: {cookie}"]
+            + ["-w", "%{http_code} %{size_download} %{time_total}", url],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        fields = result.stdout.split()
+        if result.returncode != 0 or len(fields) != 3 or fields[0] != "200":
+            errors.append(f"download: curl {result.returncode} {result.stdout} {result.stderr}")
+            continue
+        sizes.append(int(fields[1]))
+        times.append(float(fields[2]))
+    results.put(("downloads", (sizes, times), errors))
+
+
+def summary(latencies: list[float]) -> tuple[float, float]:
+    ordered = sorted(latencies)
+    return statistics.median(ordered), ordered[max(0, int(len(ordered) * 0.95) - 1)]
+
+
+def main() -> None:
+    args = parse_args()
+    env, pages = prepare(args)
+    port = int(env["PORT"])
+    server = start_server(env)
+    print(f"web server on http://127.0.0.1:{port}/ ({len(pages)} pages in the browsing loop)")
+    context = multiprocessing.get_context("fork")
+    results = context.Queue()
+    try:
+        print(f"unloaded: 1 client browsing for {args.seconds / 2:.0f} s ...", flush=True)
+        browse(port, pages, args.seconds / 2, 0, args.think, results)
+        _, alone, alone_errors = results.get()
+        print(
+            f"loaded: {args.browsers} clients browsing and {args.downloaders} downloading "
+            f"for {args.seconds:.0f} s ...",
+            flush=True,
+        )
+        workers = [
+            context.Process(target=browse, args=(port, pages, args.seconds, n, args.think, results))
+            for n in range(args.browsers)
+        ] + [
+            context.Process(target=download, args=(port, args.seconds, results))
+            for _ in range(args.downloaders)
+        ]
+        for worker in workers:
+            worker.start()
+        loaded, errors, sizes, times = [], list(alone_errors), [], []
+        for _ in workers:
+            kind, data, worker_errors = results.get(timeout=args.seconds + 600)
+            errors += worker_errors
+            if kind == "pages":
+                loaded += data
+            else:
+                sizes += data[0]
+                times += data[1]
+        for worker in workers:
+            worker.join()
+    finally:
+        server.send_signal(2)
+        server.wait(timeout=60)
+
+    alone_median, alone_p95 = summary(alone)
+    loaded_median, loaded_p95 = summary(loaded)
+    print()
+    print(
+        f"pages unloaded: {len(alone)} requests, median {alone_median * 1000:.1f} ms, p95 {alone_p95 * 1000:.1f} ms"
+    )
+    print(
+        f"pages loaded:   {len(loaded)} requests, median {loaded_median * 1000:.1f} ms, p95 {loaded_p95 * 1000:.1f} ms"
+    )
+    print(f"p95 loaded / unloaded: {loaded_p95 / alone_p95:.2f}x (target: at most 3x)")
+    if sizes:
+        print(
+            f"zip downloads: {len(sizes)} complete, {sum(sizes) / MB:.0f} MB, "
+            f"{sum(sizes) / MB / sum(times):.0f} MB/s each on average"
+        )
+    print(f"errors: {len(errors)} (target: 0)")
+    for error in errors[:20]:
+        print(f"  {error}")
+
+
+if __name__ == "__main__":
+    main()
