@@ -130,7 +130,7 @@ def safe_name(text: str, *, limit: int = FOLDER_NAME_LIMIT, fallback: str = "unn
     name = " ".join("".join(kept).split()).strip(" .")
     name = name[:limit].rstrip(" .") or fallback
     if name.split(".")[0].rstrip(" ").upper() in _WINDOWS_RESERVED:
-        name = f"_{name}"[:limit]
+        name = f"_{name}"[:limit].rstrip(" .")
     return name
 
 

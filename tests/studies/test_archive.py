@@ -63,6 +63,8 @@ def test_safe_name_is_bounded_and_never_ends_in_a_dot_or_blank() -> None:
     name = archive.safe_name("x" * 40 + " . " + "y" * 40, limit=42)
     assert name == "x" * 40
     assert len(archive.safe_name("é" * 500)) == archive.FOLDER_NAME_LIMIT
+    # The prefix that defuses a device name must not push a blank to the end.
+    assert archive.safe_name("con.abcde f", limit=11) == "_con.abcde"
 
 
 def test_unique_names_ignore_case_and_keep_the_extension() -> None:
