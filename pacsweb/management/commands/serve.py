@@ -26,14 +26,20 @@ class Command(BaseCommand):
     def add_arguments(self, parser) -> None:
         parser.add_argument("--dicom-port", type=int, default=11112)
         parser.add_argument("--ae-title", default="PACSWEB")
+        parser.add_argument(
+            "--hl7-port", type=int, default=0, help="Also run the HL7 (MLLP) listener on this port."
+        )
         parser.add_argument("--no-ohif", action="store_true", help="Do not try to install OHIF.")
 
-    def handle(self, *args, dicom_port: int, ae_title: str, no_ohif: bool, **options) -> None:
+    def handle(
+        self, *args, dicom_port: int, ae_title: str, hl7_port: int, no_ohif: bool, **options
+    ) -> None:
         call_command("migrate", interactive=False, verbosity=0)
         call_command("collectstatic", interactive=False, verbosity=0)
         password = admin_ensure(password=os.environ.get("PACSWEB_ADMIN_PASSWORD", ""))
         if not no_ohif:
-            self._install_ohif()
+            # Offline, this warns and goes on: the viewer buttons then explain how to install it.
+            call_command("install_ohif", if_missing=True)
         setup = ServerSetup.get()
         manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
         children = {}
@@ -44,20 +50,18 @@ class Command(BaseCommand):
         children["receiver"] = subprocess.Popen(
             [*manage, "dicom_receiver", "--port", str(dicom_port), "--ae-title", ae_title]
         )
-        self._banner(setup, dicom_port, ae_title, password)
+        if hl7_port:
+            children["hl7"] = subprocess.Popen([*manage, "hl7_listener", "--port", str(hl7_port)])
+        self._banner(setup, dicom_port, ae_title, hl7_port, password)
         self._supervise(children)
 
-    def _install_ohif(self) -> None:
-        try:
-            call_command("install_ohif", if_missing=True)
-        except CommandError as exc:
-            self.stderr.write(f"The web viewer (OHIF) is not installed: {exc}")
-            self.stderr.write(
-                "pacsweb runs without it; install it later: python manage.py install_ohif"
-            )
-
     def _banner(
-        self, setup: ServerSetup, dicom_port: int, ae_title: str, password: str | None
+        self,
+        setup: ServerSetup,
+        dicom_port: int,
+        ae_title: str,
+        hl7_port: int,
+        password: str | None,
     ) -> None:
         scheme = "https" if setup.ssl_enabled else "http"
         host = setup.web_server_name or "localhost"
@@ -67,6 +71,8 @@ class Command(BaseCommand):
         lines.append(
             f"  DICOM:  AE title {ae_title}, port {dicom_port} (C-ECHO, C-STORE, worklist C-FIND)"
         )
+        if hl7_port:
+            lines.append(f"  HL7:    MLLP on port {hl7_port} (orders into the worklist)")
         lines.append(f"  Data:   {settings.DATA_DIR}")
         if password:
             lines.append(
