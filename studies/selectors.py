@@ -115,14 +115,28 @@ def studies_search(query: StudyQuery) -> QuerySet[Study]:
     return studies.select_related("patient").order_by("-study_date", "-study_time", "-pk")
 
 
+STUDY_LEVEL_KEYS = (
+    "study_date",
+    "accession_number",
+    "institution",
+    "referring_physician",
+    "study_description",
+    "modalities",
+    "study_uids",
+)
+
+
 def patients_search(query: StudyQuery) -> QuerySet[Patient]:
     """Patients with at least one study matching ``query``, most recent study first."""
-    studies = studies_search(query).filter(patient=OuterRef("pk"))
-    return (
-        Patient.objects.filter(_patient_q(query))
-        .filter(Exists(studies.order_by().values("pk")))
-        .order_by(F("latest_study_date").desc(nulls_last=True), "-pk")
-    )
+    patients = Patient.objects.filter(_patient_q(query))
+    if any(getattr(query, key) for key in STUDY_LEVEL_KEYS):
+        # "Patient in (the matching studies' patients)": a study date range walks the study
+        # date index once, where a correlated EXISTS would probe every patient in turn.
+        patients = patients.filter(pk__in=studies_search(query).order_by().values("patient_id"))
+    else:
+        # Only patient keys: walking the patients newest first stops after one page.
+        patients = patients.filter(Exists(Study.objects.filter(patient=OuterRef("pk"))))
+    return patients.order_by(F("latest_study_date").desc(nulls_last=True), "-pk")
 
 
 def series_of_study(study: Study) -> QuerySet[Series]:

@@ -3,12 +3,33 @@
 (function () {
   "use strict";
 
+  // The fallback box goes after the row of buttons, made on first use.
+  function fallbackBox(button) {
+    var actions = button.closest(".actions");
+    var box = actions.nextElementSibling;
+    if (box && box.classList.contains("copy-fallback")) return box;
+    box = document.createElement("div");
+    box.className = "copy-fallback";
+    var label = document.createElement("label");
+    label.textContent = "Patient link";
+    var field = document.createElement("input");
+    field.type = "text";
+    field.readOnly = true;
+    field.className = "copy-text";
+    label.appendChild(field);
+    var status = document.createElement("p");
+    status.className = "hint copy-status";
+    box.appendChild(label);
+    box.appendChild(status);
+    actions.insertAdjacentElement("afterend", box);
+    return box;
+  }
+
   function showFallback(button, link, status) {
-    var box = button.parentElement.querySelector(".copy-fallback");
-    if (!box) return;
+    var box = fallbackBox(button);
     var field = box.querySelector(".copy-text");
     field.value = link || "";
-    field.hidden = !link;
+    box.querySelector("label").hidden = !link;
     box.querySelector(".copy-status").textContent = status;
     box.hidden = false;
     if (link) {
@@ -63,12 +84,34 @@
       });
   }
 
+  // "Attach PDF" on a list opens the page's one report form for that study; without this
+  // script (or without the dialog) the link leads to the form on the study's own page.
+  function openAttachDialog(link) {
+    var dialog = document.getElementById("attach-dialog");
+    if (!dialog || typeof dialog.showModal !== "function") return false;
+    var form = dialog.querySelector("form");
+    form.action = link.dataset.attachReport + "?next=" +
+      encodeURIComponent(window.location.pathname + window.location.search);
+    dialog.querySelector(".attach-study").textContent = link.dataset.studyLabel || "";
+    form.reset();
+    dialog.showModal();
+    return true;
+  }
+
   document.addEventListener("click", function (event) {
     var button = event.target.closest("[data-patient-link]");
     if (button) {
       event.preventDefault();
       copyPatientLink(button);
+      return;
     }
+    var attach = event.target.closest("[data-attach-report]");
+    if (attach && openAttachDialog(attach)) {
+      event.preventDefault();
+      return;
+    }
+    var close = event.target.closest("[data-close-dialog]");
+    if (close) close.closest("dialog").close();
   });
 
   document.addEventListener("focusin", function (event) {

@@ -224,9 +224,8 @@ def test_physician_attaches_a_pdf_report(
     page.goto(f"{live_server.url}/studies/study/{archive['ct']}/")
     pdf = tmp_path / "Report CT chest.pdf"
     pdf.write_bytes(a_pdf())
-    page.locator("summary", has_text="Attach PDF").click()
     page.get_by_label("PDF report for this study").set_input_files(str(pdf))
-    page.get_by_role("button", name="Attach").click()
+    page.get_by_role("button", name="Attach", exact=True).click()
     page.wait_for_load_state()
     assert page.get_by_text("is attached to the study").is_visible()
     report = StudyReport.objects.get(study__study_uid=archive["ct"])
@@ -244,12 +243,33 @@ def test_physician_attaches_a_pdf_report(
     # A text file named .pdf is refused with a reason, and nothing is stored.
     fake = tmp_path / "notes.pdf"
     fake.write_text("just some notes")
-    page.locator("summary", has_text="Attach PDF").click()
     page.get_by_label("PDF report for this study").set_input_files(str(fake))
-    page.get_by_role("button", name="Attach").click()
+    page.get_by_role("button", name="Attach", exact=True).click()
     page.wait_for_load_state()
     assert page.get_by_text("This is not a PDF file.").is_visible()
     assert StudyReport.objects.count() == 1
+
+
+def test_physician_attaches_a_pdf_from_the_results(
+    live_server, archive, web_user, logged_in_page, screenshot, tmp_path: Path
+):
+    page = logged_in_page(web_user(username="drlist"))
+    page.goto(live_server.url + "/studies/?patient_name=doe^john")
+    row = page.locator("tbody.study", has_text="MR KNEE LEFT")
+    row.get_by_role("link", name="Attach PDF").click()
+    dialog = page.get_by_role("dialog")
+    assert "MR KNEE LEFT" in dialog.inner_text()
+    pdf = tmp_path / "knee.pdf"
+    pdf.write_bytes(a_pdf())
+    dialog.get_by_label("PDF report for this study").set_input_files(str(pdf))
+    screenshot(page, "attach-dialog-desktop")
+    dialog.get_by_role("button", name="Attach").click()
+    page.wait_for_url(re.compile(r"patient_name="))
+    report = StudyReport.objects.get()
+    assert report.study.study_uid == archive["mr"]
+    # Back on the same results, the report is listed on its study's row.
+    row = page.locator("tbody.study", has_text="MR KNEE LEFT")
+    assert row.get_by_role("link", name=re.compile("knee.pdf")).is_visible()
 
 
 def test_copy_patient_link(live_server, archive, web_user, logged_in_page, browser):

@@ -168,7 +168,9 @@ def test_query_results_link_every_action(logged_in, archive):
         assert f'href="/ohif/viewer?StudyInstanceUIDs={uid}"' in content
         assert f'data-patient-link="/studies/study/{uid}/patient-link"' in content
         assert f'href="/studies/study/{uid}/"' in content
-        assert f'action="/studies/study/{uid}/reports/?next=' in content
+        assert f'data-attach-report="/studies/study/{uid}/reports/"' in content
+    # One report form for the whole page, opened for the study whose button was pressed.
+    assert content.count('<dialog id="attach-dialog"') == 1
 
 
 def test_study_row_shows_its_facts(logged_in, archive):
@@ -188,6 +190,7 @@ def test_patient_page_lists_all_studies_newest_first(logged_in, archive):
 
 def test_study_page_lists_series_with_thumbnails_and_actions(logged_in, archive):
     content = logged_in.get(f"/studies/study/{STUDY_UID}/").content.decode()
+    assert f'action="/studies/study/{STUDY_UID}/reports/?next=' in content
     assert f'src="/studies/series/{SERIES_UID}/thumbnail"' in content
     assert f'href="/studies/series/{SERIES_UID}/download"' in content
     assert f'href="/weasis/launch/series/{SERIES_UID}"' in content
