@@ -151,6 +151,8 @@ def form_control(field) -> SafeString:
     widget and per option (the query form's dozen widgets otherwise cost a fifth of the page)."""
     widget = field.field.widget
     attrs = {**widget.attrs, **field.build_widget_attrs({})}
+    if field.errors:
+        attrs["aria-invalid"] = "true"
     extra = format_html_join("", ' {}="{}"', sorted(attrs.items()))
     value = field.value()
     if hasattr(field.field, "choices"):

@@ -309,3 +309,35 @@ def test_pages_record_what_was_looked_at(logged_in, archive, physician):
     assert events["study_viewed"].patient_name == "DOE^JOHN"
     assert events["series_viewed"].study_uid == STUDY_UID
     assert events["series_viewed"].detail == {"series_uid": SERIES_UID}
+
+
+def test_query_form_has_labelled_fields_and_keeps_what_was_typed(logged_in, archive):
+    content = logged_in.get(
+        "/studies/",
+        {"patient_name": 'doe"<', "modality": "CT", "search": "dated", "date_from": "2024-01-01"},
+    ).content.decode()
+    labels = [
+        "Patient name",
+        "Patient ID",
+        "Sex",
+        "Birth date",
+        "Study date from",
+        "Study date to",
+        "Accession number",
+        "Institution",
+        "Referring physician",
+        "Modality",
+        "Search",
+    ]
+    for label in labels:
+        assert re.search(rf'<label for="id_\w+">{label}</label>', content), label
+    assert 'name="patient_name" id="id_patient_name" value="doe&quot;&lt;"' in content
+    assert '<option value="CT" selected>CT</option>' in content
+    assert '<option value="dated" selected>With Study Date</option>' in content
+    assert 'type="date" name="date_from" id="id_date_from" value="2024-01-01"' in content
+
+
+def test_invalid_field_is_marked_for_assistive_technology(logged_in, archive):
+    content = logged_in.get("/studies/", {"search": "dated", "date_from": "2024-13-45"}).content
+    assert b'aria-invalid="true"' in content
+    assert b"Enter a valid date." in content
