@@ -10,6 +10,7 @@ from django.test import Client
 from django.utils import timezone
 
 from accounts.models import User
+from pacsweb.models import ServerSetup
 
 PASSWORD = "Sound-Pass-2024"
 LOGIN = "/login/"
@@ -243,3 +244,22 @@ def test_web_user_never_reaches_the_admin(client, physician):
     )
     assert response.status_code == 200
     assert b"staff account" in response.content
+
+
+def test_landing_and_login_pages_need_no_account(client, db):
+    landing = client.get("/")
+    assert landing.status_code == 200
+    content = landing.content.decode()
+    assert 'href="/login/"' in content
+    assert 'href="/ohif/"' in content
+    assert 'href="https://weasis.org/en/getting-started/download-dicom-viewer/"' in content
+    assert "An account is needed" in content
+    assert client.get("/login/").status_code == 200
+
+
+def test_landing_shows_the_institution_and_department(client, db):
+    ServerSetup.objects.update_or_create(
+        pk=1, defaults={"institution": "St. Mary's <Hospital>", "department": "Radiology"}
+    )
+    content = client.get("/").content.decode()
+    assert "St. Mary&#x27;s &lt;Hospital&gt;" in content and "Radiology" in content
