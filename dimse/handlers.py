@@ -9,13 +9,14 @@ import logging
 import re
 import threading
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from django.db import close_old_connections, connections
 from pydicom.dataset import Dataset
 from pynetdicom.association import Association
 from pynetdicom.events import Event
 
+from studies.dicom_header import is_valid_uid, part10_prefix_for
 from studies.models import Instance, Study
 from studies.services import DUPLICATE_SAME_CONTENT, IngestOutcome, Status, instance_ingest
 from worklist.services import orders_mark_arrived
@@ -28,6 +29,7 @@ SUCCESS = 0x0000
 # "Coercion of Data Elements" is the warning that says exactly that, and a warning (unlike a
 # failure) does not make the sender retry for ever.
 WARNING_DUPLICATE_DIFFERS = 0xB000
+DUPLICATE_DIFFERS_COMMENT = "kept the earlier, different instance with this UID"
 OUT_OF_RESOURCES = 0xA700
 CANNOT_UNDERSTAND = 0xC000
 # Failures of the archive rather than of the data (database down, disk error): worth a retry.
@@ -43,6 +45,8 @@ class AssociationCounts:
     stored: int = 0
     duplicates: int = 0
     failed: int = 0
+    # Studies that this association has stored instances of, and so told the worklist about.
+    studies: set[str] = field(default_factory=set)
 
 
 _counts: "weakref.WeakKeyDictionary[Association, AssociationCounts]" = weakref.WeakKeyDictionary()
@@ -90,9 +94,23 @@ def handle_store(event: Event) -> int | Dataset:
     # stale between two C-STOREs (healthchecks' guard for its SMTP listener).
     close_old_connections()
     counts = _counts_of(event.assoc)
+    request = event.request
+    sop_class_uid = str(request.AffectedSOPClassUID or "")
+    sop_instance_uid = str(request.AffectedSOPInstanceUID or "")
+    if not (is_valid_uid(sop_class_uid) and is_valid_uid(sop_instance_uid)):
+        counts.failed += 1
+        return _status(CANNOT_UNDERSTAND, "invalid Affected SOP Class or Instance UID")
+    # The dataset exactly as received, behind a file meta group that names the transfer syntax
+    # of its presentation context: the same bytes pynetdicom's encoded_dataset() gives, without
+    # building the group with pydicom, which would cost as much as the rest of the header work.
+    prefix = part10_prefix_for(
+        sop_class_uid=sop_class_uid,
+        sop_instance_uid=sop_instance_uid,
+        transfer_syntax_uid=str(event.context.transfer_syntax),
+    )
     try:
         outcome = instance_ingest(
-            file=event.encoded_dataset(include_meta=True),
+            file=b"".join((prefix, request.DataSet.getbuffer())),
             source=Instance.Source.RECEIVER,
             source_detail=event.assoc.requestor.ae_title,
         )
@@ -103,13 +121,9 @@ def handle_store(event: Event) -> int | Dataset:
     if outcome.ok:
         if outcome.status == Status.STORED:
             counts.stored += 1
-            # The study a worklist order asked for has arrived: that order is done.
-            accession = (
-                Study.objects.filter(study_uid=outcome.study_uid)
-                .values_list("accession_number", flat=True)
-                .first()
-            )
-            orders_mark_arrived(study_uid=outcome.study_uid, accession_number=accession or "")
+            if outcome.study_uid not in counts.studies:
+                counts.studies.add(outcome.study_uid)
+                _study_arrived(outcome.study_uid)
         else:
             counts.duplicates += 1
     else:
@@ -124,6 +138,18 @@ def handle_store(event: Event) -> int | Dataset:
     return _response(outcome)
 
 
+def _study_arrived(study_uid: str) -> None:
+    """The study a worklist order asked for has arrived: that order is done.
+
+    Once per study and association (a modality sends a study per association), on its first
+    stored instance: the rest of the study cannot reopen the order.
+    """
+    accession = (
+        Study.objects.filter(study_uid=study_uid).values_list("accession_number", flat=True).first()
+    )
+    orders_mark_arrived(study_uid=study_uid, accession_number=accession or "")
+
+
 def _response(outcome: IngestOutcome) -> int | Dataset:
     if outcome.status == Status.STORED:
         return SUCCESS
@@ -131,7 +157,7 @@ def _response(outcome: IngestOutcome) -> int | Dataset:
         # Identical bytes again: a retransmission, and the instance is safely in the archive.
         if outcome.reason == DUPLICATE_SAME_CONTENT:
             return SUCCESS
-        return _status(WARNING_DUPLICATE_DIFFERS, outcome.reason)
+        return _status(WARNING_DUPLICATE_DIFFERS, DUPLICATE_DIFFERS_COMMENT)
     if outcome.status == Status.REJECTED:
         return _status(CANNOT_UNDERSTAND, outcome.reason)
     if outcome.out_of_space:

@@ -16,7 +16,6 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import parse_basic_offsets, parse_fragments
 from pydicom.filebase import DicomBytesIO
 from pydicom.filereader import _read_file_meta_info, read_preamble
-from pydicom.filewriter import write_file_meta_info
 from pydicom.pixels.utils import get_expected_length
 from pydicom.uid import (
     DeflatedExplicitVRLittleEndian,
@@ -186,18 +185,60 @@ def part10_prefix(ds: Dataset, transfer_syntax_uid: str) -> bytes:
 
     A sender's preamble is never kept: it may hide an executable (PS3.10 7.5).
     """
-    meta = FileMetaDataset()
-    meta.FileMetaInformationVersion = b"\x00\x01"
-    meta.MediaStorageSOPClassUID = ds.SOPClassUID
-    meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    meta.TransferSyntaxUID = transfer_syntax_uid
-    meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
-    meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME
-    buffer = DicomBytesIO()
-    buffer.is_little_endian = True
-    buffer.is_implicit_VR = False
-    write_file_meta_info(buffer, meta, enforce_standard=True)
-    return b"\x00" * 128 + b"DICM" + buffer.getvalue()
+    return part10_prefix_for(
+        sop_class_uid=str(ds.SOPClassUID),
+        sop_instance_uid=str(ds.SOPInstanceUID),
+        transfer_syntax_uid=transfer_syntax_uid,
+    )
+
+
+def part10_prefix_for(
+    *, sop_class_uid: str, sop_instance_uid: str, transfer_syntax_uid: str
+) -> bytes:
+    """``part10_prefix`` from the three UIDs, which must be valid (see ``is_valid_uid``).
+
+    The group is encoded here rather than by pydicom, which takes longer than all the rest of
+    receiving an instance's header; the bytes are the same (``tests/studies`` compares them).
+    """
+    elements = b"".join(
+        (
+            # (0002,0001) File Meta Information Version, OB: 00 01.
+            b"\x02\x00\x01\x00OB\x00\x00\x02\x00\x00\x00\x00\x01",
+            _meta_element(0x0002, b"UI", _uid_bytes(sop_class_uid)),
+            _meta_element(0x0003, b"UI", _uid_bytes(sop_instance_uid)),
+            _meta_element(0x0010, b"UI", _uid_bytes(transfer_syntax_uid)),
+            _META_IMPLEMENTATION,
+        )
+    )
+    group_length = b"\x02\x00\x00\x00UL\x04\x00" + len(elements).to_bytes(4, "little")
+    return _PREAMBLE_AND_MAGIC + group_length + elements
+
+
+def _uid_bytes(uid: str) -> bytes:
+    if not is_valid_uid(uid):
+        raise ValueError(f"not a valid UID: {uid[:80]!r}")
+    value = uid.encode("ascii")
+    # PS3.5 9.1: a UID of odd length is padded with one NULL byte.
+    return value + b"\x00" if len(value) % 2 else value
+
+
+def _meta_element(element: int, vr: bytes, value: bytes) -> bytes:
+    # Explicit VR little endian with a 2-byte length (PS3.5 7.1.2), as every file meta group is.
+    return (
+        b"\x02\x00" + element.to_bytes(2, "little") + vr + len(value).to_bytes(2, "little") + value
+    )
+
+
+def _implementation_name() -> bytes:
+    name = IMPLEMENTATION_VERSION_NAME.encode("ascii")
+    # PS3.5 6.2: an SH value of odd length is padded with one space.
+    return name + b" " if len(name) % 2 else name
+
+
+_PREAMBLE_AND_MAGIC = b"\x00" * 128 + b"DICM"
+_META_IMPLEMENTATION = _meta_element(
+    0x0012, b"UI", _uid_bytes(IMPLEMENTATION_CLASS_UID)
+) + _meta_element(0x0013, b"SH", _implementation_name())
 
 
 def _deferred_tags(ds: Dataset) -> dict[int, str]:
