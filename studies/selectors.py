@@ -83,7 +83,13 @@ def _patient_q(query: StudyQuery, prefix: str = "") -> Q:
 
 def studies_search(query: StudyQuery) -> QuerySet[Study]:
     """Studies matching ``query``, newest first, with their patient. Raises InvalidQuery."""
-    q = _patient_q(query, prefix="patient__")
+    q = Q()
+    patient_q = _patient_q(query)
+    if patient_q:
+        # Patients first, then their studies through the (patient, date) index. Joined instead,
+        # SQLite walks every study in date order looking for matches: a name that matches
+        # nobody took 300 ms over 100,000 studies, against 4 ms this way (bench/dicomweb.py).
+        q &= Q(patient__in=Patient.objects.filter(patient_q).values("pk"))
     if query.study_date.strip():
         q &= _date_q("study_date", query.study_date, "Study date")
     if query.accession_number.strip():
