@@ -13,10 +13,11 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
+from PIL import Image
 from pydicom import dcmread
 from pydicom.dataelem import RawDataElement
 from pydicom.encaps import get_frame
-from pydicom.pixels import pixel_array, unpack_bits
+from pydicom.pixels import apply_rescale, apply_voi_lut, pixel_array, unpack_bits
 from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from dicomweb.multipart import MediaRange, encode_parts, part_header
@@ -275,16 +276,17 @@ def _frames_with_pydicom(instance: Instance, numbers: list[int]) -> Iterator[byt
     data = ds.PixelData
     if not ds.is_little_endian:
         data = _swap_to_little(data, bits)
-    for number in numbers:
-        if bits == 1:
-            # Bit-packed frames may start mid-byte (PS3.5 8.1.1); each is re-packed on its own.
-            bits_array = unpack_bits(data, as_array=True)
+    if bits == 1:
+        # Bit-packed frames may start mid-byte (PS3.5 8.1.1); each is re-packed on its own.
+        unpacked = unpack_bits(data, as_array=True)
+        for number in numbers:
             start = (number - 1) * pixels_per_frame
-            frame = bits_array[start : start + pixels_per_frame]
+            frame = unpacked[start : start + pixels_per_frame]
             yield np.packbits(frame, bitorder="little").tobytes()
-        else:
-            size = pixels_per_frame * bits // 8
-            yield data[(number - 1) * size : number * size]
+        return
+    size = pixels_per_frame * bits // 8
+    for number in numbers:
+        yield data[(number - 1) * size : number * size]
 
 
 def _decoded_frames(instance: Instance, numbers: list[int]) -> Iterator[tuple[str, bytes]]:
@@ -337,9 +339,6 @@ def bulk_metadata_tags(instance: Instance) -> set[int]:
 
 def render_jpeg(instance: Instance, frame_number: int) -> bytes:
     """A frame as an 8-bit JPEG: rescale, then the stored window or the full range."""
-    from PIL import Image
-    from pydicom.pixels import apply_rescale, apply_voi_lut
-
     with storage.open_file(instance.path) as fp:
         ds = dcmread(fp)
     array = pixel_array(ds, index=frame_number - 1)
