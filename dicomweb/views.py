@@ -339,10 +339,12 @@ def frames(
     except wado.NotAcceptable as exc:
         return _not_acceptable(str(exc))
     boundary = new_boundary()
-    return StreamingHttpResponse(
-        wado.frames_multipart(wado.iter_frames(found, numbers, plan), boundary),
-        content_type=f'multipart/related; type="{plan.content_type}"; boundary={boundary}',
-    )
+    body = wado.frames_multipart(wado.iter_frames(found, numbers, plan), boundary)
+    content_type = f'multipart/related; type="{plan.content_type}"; boundary={boundary}'
+    if len(numbers) == 1:
+        # One frame (what viewers ask for): one buffer with a Content-Length, sent in one write.
+        return HttpResponse(b"".join(body), content_type=content_type)
+    return StreamingHttpResponse(body, content_type=content_type)
 
 
 @require_GET
