@@ -336,3 +336,17 @@ def test_selector_study_date_range_and_modalities(archive):
     ]
     assert descriptions(study_date="-20221231") == ["ABDOMEN"]
     assert descriptions(referring_physician="cuddy") == ["CHEST PA"]
+
+
+def test_modalities_in_study_match_whole_values_in_any_position(db):
+    study_uid = "1.2.826.0.1.3680043.8.498.9"
+    for modality in ("CT", "MR", "PT"):
+        ingest(patient_id="MOD-1", study_uid=study_uid, modality=modality)
+    ingest(patient_id="MOD-2", modality="SR")
+    # Only these two patients (the module's archive may be in the database as well).
+    ours = {"patient_id": "MOD-*"}
+    for found in (["CT"], ["MR"], ["PT"], ["pt"], ["XA", "MR"], ["XA\\PT"]):
+        assert descriptions(modalities=found, **ours) == ["CT HEAD"], found
+    for missed in (["T"], ["C"], ["%"], ["_T"], ["C%"]):
+        assert descriptions(modalities=missed, **ours) == [], missed
+    assert len(descriptions(modalities=["SR", "CT"], **ours)) == 2
