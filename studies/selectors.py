@@ -295,7 +295,9 @@ def results_page(
     ids = [patient.pk for patient in patients]
     matching: dict[int, list[Study]] = {pk: [] for pk in ids}
     if ids:
-        for study in with_reports(studies_search(query).filter(patient_id__in=ids)):
+        # The patients are at hand already: no join, no second Patient per study.
+        found = studies_search(query).select_related(None).filter(patient_id__in=ids)
+        for study in with_reports(found):
             matching[study.patient_id].append(study)
     every_uid: dict[int, list[str]] = {pk: [] for pk in ids}
     if ids:

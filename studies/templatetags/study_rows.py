@@ -32,8 +32,10 @@ ROW = (
 NONE = SafeString('<span class="muted">—</span>')
 
 
-def _uid(study: Study) -> str:
-    return quote(study.study_uid, safe="")
+def _uid(study: Study) -> SafeString:
+    # Percent-encoded, a UID (or anything in its place) is only letters, digits and "%._-~":
+    # nothing HTML gives a meaning to, so it goes into the markup as it is.
+    return SafeString(quote(study.study_uid, safe=""))
 
 
 def _time(study: Study) -> SafeString | str:
