@@ -163,8 +163,6 @@ class QueryForm(forms.Form):
 
 
 class ReportForm(forms.Form):
-    file = forms.FileField(
-        label="PDF report",
-        widget=forms.ClearableFileInput(attrs={"accept": "application/pdf,.pdf"}),
-    )
-    next = forms.CharField(required=False, widget=forms.HiddenInput)
+    """The upload of a report; whether it is a PDF is for ``study_report_attach`` to say."""
+
+    file = forms.FileField(label="PDF report")

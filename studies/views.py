@@ -180,7 +180,8 @@ def report_attach(request: HttpRequest, uid: str) -> HttpResponse:
 def _attach(request: HttpRequest, study: Study, back: str) -> HttpResponse:
     form = ReportForm(request.POST, request.FILES)
     if not form.is_valid():
-        messages.error(request, "The report was not attached: choose a PDF file first.")
+        problem = form.errors["file"][0] if "file" in form.errors else "choose a PDF file."
+        messages.error(request, f"The report was not attached: {problem}")
         return redirect(back)
     upload = form.cleaned_data["file"]
     try:

@@ -97,7 +97,7 @@ def test_attached_report_is_listed_on_the_study_and_query_pages(client, study, r
         (b"just some notes", "This is not a PDF file."),
         (b"\x89PNG\r\n\x1a\n" + b"\0" * 100, "This is not a PDF file."),
         (b"%PDF-1.7\nthis is not the rest of a PDF\n%%EOF\n", "The PDF is damaged"),
-        (b"", "choose a PDF file first"),
+        (b"", "The submitted file is empty."),
     ],
 )
 def test_files_that_are_not_pdfs_are_refused_and_nothing_is_kept(
@@ -114,6 +114,12 @@ def test_files_that_are_not_pdfs_are_refused_and_nothing_is_kept(
 def test_password_protected_pdf_is_refused(client, study, reader):
     response = post(client, a_pdf(password="secret"), follow=True)
     assert "protected by a password" in response.content.decode()
+    assert not StudyReport.objects.exists()
+
+
+def test_post_without_a_file_is_refused(client, study, reader):
+    response = client.post(ATTACH, {}, follow=True)
+    assert "The report was not attached: This field is required." in response.content.decode()
     assert not StudyReport.objects.exists()
 
 
