@@ -340,9 +340,10 @@ def search_studies(req: Request, scope: Scope) -> list[dict]:
     rows = list(studies[req.offset : req.offset + req.limit])
     attributes = _study_attributes(lambda r: r)
     wanted = _wanted(req, STUDY_DEFAULT, attributes)
-    extra = _extra_tags(req, attributes)
+    lower = set(_series_attributes(lambda r: r)) | set(_instance_attributes())
+    extra = _extra_tags(req, attributes, lower)
     metadata = {}
-    if extra:
+    if extra and rows:
         first = (
             Instance.objects.filter(series__study=OuterRef("pk"))
             .order_by("series__series_number", "instance_number", "pk")
@@ -364,9 +365,9 @@ def search_series(req: Request, scope: Scope, *, study: Study | None) -> list[di
         attributes = {**_study_attributes(lambda r: r.study), **attributes}
         default |= STUDY_DEFAULT
     wanted = _wanted(req, default, attributes)
-    extra = _extra_tags(req, attributes)
+    extra = _extra_tags(req, attributes, set(_instance_attributes()))
     metadata = {}
-    if extra:
+    if extra and rows:
         first = (
             Instance.objects.filter(series=OuterRef("pk"))
             .order_by("instance_number", "pk")
@@ -416,8 +417,16 @@ def _wanted(req: Request, default: set[int], attributes: dict) -> set[int]:
 NEVER_RETURNED = {0x00081190}
 
 
-def _extra_tags(req: Request, attributes: dict) -> set[int]:
-    return {tag for tag in req.includes if tag not in attributes and tag not in NEVER_RETURNED}
+def _extra_tags(
+    req: Request, attributes: dict, lower_level: frozenset[int] | set[int] = frozenset()
+) -> set[int]:
+    """Asked-for attributes the index lacks, to be read from a representative's metadata.
+
+    Attributes of a lower level (OHIF's study list asks for Modality) are not returned: one
+    instance's value would misdescribe the study or series (PS3.18 10.6.3.3 lists per level).
+    """
+    skip = set(attributes) | NEVER_RETURNED | lower_level
+    return {tag for tag in req.includes if tag not in skip}
 
 
 def _representatives(queryset: QuerySet) -> dict[int, dict]:

@@ -261,3 +261,18 @@ def test_weasis_queries_get_no_retrieve_url(archive, physician) -> None:
         includefield="0008103E,00080060,0020000E,00200011,00081190",
     )
     assert len(series) == 2 and all("00081190" not in item for item in series)
+
+
+def test_ohif_study_list_query(archive, physician, django_assert_max_num_queries) -> None:
+    url = (
+        "/dicomweb/studies?limit=101&offset=0&fuzzymatching=false"
+        "&includefield=00081030%2C00080060%2C00080090%2C00100030&PatientName=*OE*"
+    )
+    with django_assert_max_num_queries(8):
+        response = physician.get(url, HTTP_ACCEPT="application/dicom+json")
+    (item,) = response.json()
+    for tag in ("0020000D", "00080020", "00080030", "00080050", "00100020", "00100010",
+                "00100030", "00201208", "00081030", "00080090", "00080061"):  # fmt: skip
+        assert tag in item, tag
+    # Modality is a series attribute: not guessed from one instance at study level.
+    assert "00080060" not in item
