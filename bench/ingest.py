@@ -46,6 +46,7 @@ class Result:
     instances: int
     total_bytes: int
     peak_rss: int = 0
+    cpu_seconds: float = 0.0
 
     @property
     def per_second(self) -> float:
@@ -127,9 +128,12 @@ def dcmtk_env() -> dict[str, str]:
     return {**os.environ, "TCP_NODELAY": "1"}
 
 
-def tree_rss(pid: int) -> int:
-    """Resident memory of ``pid`` and all its descendants, in bytes."""
-    total = 0
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def tree_usage(pid: int) -> tuple[int, float]:
+    """Resident memory (bytes) and CPU time (seconds) of ``pid`` and all its descendants."""
+    rss, cpu = 0, 0.0
     pending = [pid]
     while pending:
         current = pending.pop()
@@ -137,23 +141,31 @@ def tree_rss(pid: int) -> int:
             with open(f"/proc/{current}/status") as fp:
                 for line in fp:
                     if line.startswith("VmRSS:"):
-                        total += int(line.split()[1]) * 1024
+                        rss += int(line.split()[1]) * 1024
+            with open(f"/proc/{current}/stat") as fp:
+                fields = fp.read().rsplit(")", 1)[1].split()
+            # utime and stime, fields 14 and 15 of proc(5), counted after the command name.
+            cpu += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
             for task in os.listdir(f"/proc/{current}/task"):
                 with open(f"/proc/{current}/task/{task}/children") as fp:
                     pending.extend(int(child) for child in fp.read().split())
         except (FileNotFoundError, ProcessLookupError):
             continue
-    return total
+    return rss, cpu
 
 
-class RssSampler(threading.Thread):
+class UsageSampler(threading.Thread):
+    """Samples the receiver's memory (its peak) and CPU time while instances are sent."""
+
     def __init__(self, pid: int) -> None:
         super().__init__(daemon=True)
         self.pid, self.peak, self.stopped = pid, 0, threading.Event()
+        self.cpu_start = self.cpu_end = tree_usage(pid)[1]
 
     def run(self) -> None:
         while not self.stopped.wait(0.05):
-            self.peak = max(self.peak, tree_rss(self.pid))
+            rss, self.cpu_end = tree_usage(self.pid)
+            self.peak = max(self.peak, rss)
 
 
 def count_files(folder: Path) -> int:
@@ -271,20 +283,27 @@ def run_receiver(
     server = subprocess.Popen(
         command, env={**env, "LOG_LEVEL": "WARNING"}, stdout=subprocess.DEVNULL
     )
-    sampler = RssSampler(server.pid)
     try:
         wait_for_port(port, server)
+        sampler = UsageSampler(server.pid)
         sampler.start()
         seconds = send(port, paths, senders, Path(env["PACSWEB_DATA_DIR"]) / "storage", label)
-    finally:
         sampler.stopped.set()
+        sampler.join()
+    finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=60)
     indexed = indexed_count(env)
     drop_database(env, postgres_url)
     if indexed != len(paths):
         raise SystemExit(f"the receiver indexed {indexed} of {len(paths)} instances")
-    return Result(seconds, len(paths), sum(p.stat().st_size for p in paths), sampler.peak)
+    return Result(
+        seconds,
+        len(paths),
+        sum(p.stat().st_size for p in paths),
+        sampler.peak,
+        sampler.cpu_end - sampler.cpu_start,
+    )
 
 
 def main() -> None:
@@ -326,13 +345,14 @@ def main() -> None:
         log("")
         log(
             f"{'set':<38} {'db':<9} {'storescp inst/s':>15} {'MB/s':>7} "
-            f"{'pacsweb inst/s':>15} {'MB/s':>7} {'ratio':>6} {'peak RSS':>9}"
+            f"{'pacsweb inst/s':>15} {'MB/s':>7} {'ratio':>6} {'peak RSS':>9} {'CPU/inst':>9} {'cores':>5}"
         )
         for label, kind, ref, res in rows:
             log(
                 f"{label:<38} {kind:<9} {ref.per_second:>15.0f} {ref.mb_per_second:>7.1f} "
                 f"{res.per_second:>15.0f} {res.mb_per_second:>7.1f} "
-                f"{res.per_second / ref.per_second:>6.2f} {res.peak_rss / 2**20:>7.0f} MB"
+                f"{res.per_second / ref.per_second:>6.2f} {res.peak_rss / 2**20:>6.0f} MB "
+                f"{res.cpu_seconds / res.instances * 1000:>6.1f} ms {res.cpu_seconds / res.seconds:>5.2f}"
             )
 
 

@@ -36,24 +36,29 @@ UNCOMPRESSED_TRANSFER_SYNTAXES = [
 ]
 
 # Instances are stored exactly as received, so every syntax a modality commonly sends is
-# accepted and none is ever transcoded. When a sender proposes several syntaxes for one SOP
-# class, pynetdicom accepts the first of the sender's list that is supported here (PS3.8 9.3.2.2),
-# so the sender's preference decides.
+# accepted and none is ever transcoded here. When a sender proposes several syntaxes in one
+# presentation context, pynetdicom accepts the first of this list that the sender proposed, so the
+# order says what the archive prefers: lossless compression (nothing lost, smaller), then
+# uncompressed, and lossy compression only when the sender offers nothing else, so that an image
+# held uncompressed is never compressed lossily on its way in. Deflate and the retired big endian
+# syntax come last.
 STORAGE_TRANSFER_SYNTAXES = [
-    *UNCOMPRESSED_TRANSFER_SYNTAXES,
-    DeflatedExplicitVRLittleEndian,
-    JPEGBaseline8Bit,
-    JPEGExtended12Bit,
-    JPEGLossless,
     JPEGLosslessSV1,
+    JPEGLossless,
     JPEGLSLossless,
-    JPEGLSNearLossless,
     JPEG2000Lossless,
-    JPEG2000,
     HTJ2KLossless,
     HTJ2KLosslessRPCL,
-    HTJ2K,
     RLELossless,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    JPEGBaseline8Bit,
+    JPEGExtended12Bit,
+    JPEGLSNearLossless,
+    JPEG2000,
+    HTJ2K,
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
 ]
 
 

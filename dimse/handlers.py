@@ -47,6 +47,8 @@ class AssociationCounts:
     failed: int = 0
     # Studies that this association has stored instances of, and so told the worklist about.
     studies: set[str] = field(default_factory=set)
+    # Whether the next C-STORE must first check the thread's database connection.
+    check_connection: bool = True
 
 
 _counts: "weakref.WeakKeyDictionary[Association, AssociationCounts]" = weakref.WeakKeyDictionary()
@@ -90,10 +92,15 @@ def handle_echo(event: Event) -> int:
 
 
 def handle_store(event: Event) -> int | Dataset:
-    # Each association runs on its own thread with its own connection, which may have gone
-    # stale between two C-STOREs (healthchecks' guard for its SMTP listener).
-    close_old_connections()
     counts = _counts_of(event.assoc)
+    if counts.check_connection:
+        # Each association runs on its own thread with its own connection, which may be stale
+        # (healthchecks' guard for its SMTP listener). It is checked when the association
+        # starts storing and after a failure, not before every C-STORE: with SQLite's
+        # CONN_MAX_AGE of 0 that would open a new connection for every instance. The
+        # association's connection is closed when it ends (handle_finished).
+        close_old_connections()
+        counts.check_connection = False
     request = event.request
     sop_class_uid = str(request.AffectedSOPClassUID or "")
     sop_instance_uid = str(request.AffectedSOPInstanceUID or "")
@@ -117,6 +124,7 @@ def handle_store(event: Event) -> int | Dataset:
     except Exception:
         log.exception("C-STORE from %s failed", _peer(event.assoc))
         counts.failed += 1
+        counts.check_connection = True
         return _status(INTERNAL_ERROR, "internal error in the archive")
     if outcome.ok:
         if outcome.status == Status.STORED:
@@ -128,6 +136,7 @@ def handle_store(event: Event) -> int | Dataset:
             counts.duplicates += 1
     else:
         counts.failed += 1
+        counts.check_connection = True
         log.warning(
             "C-STORE from %s of %s: %s: %s",
             _peer(event.assoc),

@@ -7,6 +7,7 @@ The parent only supervises: it restarts a worker that dies and, on SIGTERM or Ct
 worker to stop accepting and to finish the associations in flight (a second signal aborts them).
 """
 
+import copy
 import logging
 import math
 import os
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from django.db import connections
 from pynetdicom import _config as pynetdicom_config
 from pynetdicom.association import Association
+from pynetdicom.presentation import PresentationContext
 from pynetdicom.transport import AssociationSocket, RequestHandler, ThreadedAssociationServer
 
 from dimse import ae as dimse_ae
@@ -37,6 +39,19 @@ class ReceiverOptions:
     # For the whole receiver; each worker process gets its share.
     max_associations: int
     processes: int
+
+
+class _Contexts(list):
+    """The supported presentation contexts, copied cheaply for each new association.
+
+    pynetdicom deep-copies the server's contexts for every association it accepts: with every
+    storage SOP class that takes 35 ms, as long as storing a large image. Negotiation only reads
+    an acceptor's contexts (pynetdicom.presentation.negotiate_as_acceptor), so a shallow copy of
+    each context does.
+    """
+
+    def __deepcopy__(self, memo: dict) -> list[PresentationContext]:
+        return [copy.copy(context) for context in self]
 
 
 class _AssociationSocket(AssociationSocket):
@@ -138,6 +153,7 @@ def make_server(*, sock: socket.socket, options: ReceiverOptions) -> ThreadedAss
     )
     return ae.make_server(
         sock.getsockname(),
+        contexts=_Contexts(ae.supported_contexts),
         evt_handlers=dimse_ae.event_handlers(),
         server_class=_SharedSocketServer,
         listen_socket=sock,
@@ -174,12 +190,34 @@ def serve(*, sock: socket.socket, options: ReceiverOptions, handle_sigint: bool)
             log.warning("the receiver's parent process is gone: stopping")
             stop.set()
     server.shutdown()
-    in_flight = server.active_associations
+    in_flight = []
+    for assoc in server.active_associations:
+        if assoc.is_established:
+            in_flight.append(assoc)
+        else:
+            _drop_unassociated(assoc)
     if in_flight:
         log.info("waiting for %d associations in flight", len(in_flight))
     for assoc in in_flight:
         assoc.join()
     connections.close_all()
+
+
+def _drop_unassociated(assoc: Association) -> None:
+    """Close a connection on which no association was requested yet (a port check, a slow peer).
+
+    pynetdicom waits the whole ACSE timeout for its A-ASSOCIATE request, even once the peer has
+    gone; nothing was received on it, so the receiver need not wait.
+    """
+    sock = assoc.dul.socket.socket if assoc.dul.socket else None
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+    # With the connection closed, the upper layer returns to idle and kill() can stop it; the
+    # association's own thread (a daemon) still ends at its timeout, and holds nothing.
+    assoc.kill()
 
 
 def _supervise(*, sock: socket.socket, options: ReceiverOptions) -> None:

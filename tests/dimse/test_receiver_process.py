@@ -1,0 +1,150 @@
+"""``manage.py dicom_receiver`` as a subprocess (two worker processes), pynetdicom as the SCU."""
+
+import re
+import threading
+from pathlib import Path
+
+import pydicom
+import pytest
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pynetdicom.sop_class import Verification
+
+from studies import storage
+from studies.models import Instance, Patient, Series, Study
+from tests.conftest import make_dataset
+from tests.dimse.receiver import (
+    CT_IMAGE_STORAGE,
+    Receiver,
+    associate,
+    receiver_process,
+    sending_files_as_they_are,
+    use_storage_of,
+)
+from tests.dimse.test_store import dataset_bytes, sample_file
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+SUCCESS = 0x0000
+# Files of distinct instances (several of pydicom's files are one instance in other encodings).
+STUDY_FILES = [
+    "CT_small.dcm",
+    "MR_small_bigendian.dcm",
+    "image_dfl.dcm",
+    "SC_rgb_jpeg_dcmtk.dcm",
+    "JPEG-lossy.dcm",
+    "JPEG-LS near-lossless",
+    "JPEG2000.dcm",
+    "SC_rgb_rle.dcm",
+]
+
+
+@pytest.fixture(scope="module")
+def receiver(django_db_setup, django_db_blocker, tmp_path_factory):
+    with receiver_process(tmp_path_factory.mktemp("receiver"), "--processes", "2") as running:
+        yield running
+
+
+@pytest.fixture
+def archive(receiver: Receiver) -> Receiver:
+    use_storage_of(receiver)
+    return receiver
+
+
+def test_studies_in_several_transfer_syntaxes_are_stored_as_sent(archive, tmp_path) -> None:
+    paths = [sample_file(name, tmp_path) for name in STUDY_FILES]
+    sent = {}
+    contexts = []
+    for path in paths:
+        transfer_syntax, data = dataset_bytes(path)
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        sent[str(ds.SOPInstanceUID)] = (transfer_syntax, data)
+        contexts.append((ds.SOPClassUID, [transfer_syntax]))
+    # One association per file, as the same SOP class comes in several transfer syntaxes.
+    for path, context in zip(paths, contexts, strict=True):
+        assoc = associate(archive.port, context)
+        try:
+            with sending_files_as_they_are():
+                assert assoc.send_c_store(path).Status == SUCCESS, path.name
+        finally:
+            assoc.release()
+    assert Instance.objects.count() == len(paths)
+    for instance in Instance.objects.all():
+        transfer_syntax, data = sent[instance.sop_uid]
+        assert instance.transfer_syntax_uid == transfer_syntax
+        stored = storage.absolute(instance.path).read_bytes()
+        assert stored.endswith(data) and len(stored) == instance.size
+
+
+def test_concurrent_senders_of_the_same_study_make_one_study(archive: Receiver, tmp_path) -> None:
+    """20 senders at once, each sending the same 50-instance study 5 times."""
+    study, series = "1.2.826.0.1.3680043.2.3", "1.2.826.0.1.3680043.2.3.1"
+    instances = []
+    for n in range(50):
+        path = tmp_path / f"{n}.dcm"
+        ds = make_dataset(
+            study_uid=study,
+            series_uid=series,
+            sop_uid=f"{series}.{n + 1}",
+            InstanceNumber=n + 1,
+            rows=16,
+            columns=16,
+        )
+        ds.save_as(path, enforce_file_format=True)
+        instances.append(path)
+    start = threading.Barrier(20)
+    failures: list[str] = []
+
+    def sender(number: int) -> None:
+        start.wait()
+        for _ in range(5):
+            assoc = associate(
+                archive.port,
+                (CT_IMAGE_STORAGE, [ExplicitVRLittleEndian]),
+                ae_title=f"SENDER{number}",
+            )
+            try:
+                for path in instances:
+                    status = assoc.send_c_store(path)
+                    if status.Status != SUCCESS:
+                        failures.append(f"{path.name}: {status}")
+            finally:
+                assoc.release()
+
+    threads = [threading.Thread(target=sender, args=(n,)) for n in range(20)]
+    with sending_files_as_they_are():
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert failures == []
+    assert (Patient.objects.count(), Study.objects.count(), Series.objects.count()) == (1, 1, 1)
+    assert Instance.objects.count() == 50
+    row = Study.objects.get()
+    assert (row.num_series, row.num_instances) == (1, 50)
+    assert row.size == sum(Instance.objects.values_list("size", flat=True))
+    assert Series.objects.get().num_instances == 50
+    paths = set(Instance.objects.values_list("path", flat=True))
+    assert {p for p in storage.iter_files() if p in paths or "tmp" in Path(p).name} == paths
+
+
+def test_sigterm_lets_the_association_in_flight_finish(tmp_path) -> None:
+    with receiver_process(tmp_path, "--processes", "2") as running:
+        use_storage_of(running)
+        assoc = associate(running.port, (CT_IMAGE_STORAGE, [ImplicitVRLittleEndian]))
+        first, second = make_dataset(), make_dataset()
+        assert assoc.send_c_store(first).Status == SUCCESS
+        running.process.send_signal(15)
+        # Stopping: the association already open is still served to its end.
+        assert assoc.send_c_store(second).Status == SUCCESS
+        assoc.release()
+        out, _ = running.process.communicate(timeout=60)
+        assert running.process.returncode == 0, out
+    assert re.search(
+        r"association from TESTSCU at 127\.0\.0\.1:\d+ released: 2 stored, 0 duplicates, 0 failed",
+        out,
+    ), out
+    assert "Traceback" not in out
+    assert Instance.objects.count() == 2
+    # Stopped: nobody answers any more.
+    with pytest.raises(AssertionError, match="refused"):
+        associate(running.port, (Verification, [ImplicitVRLittleEndian]))
