@@ -198,7 +198,7 @@ def part10_prefix_for(
     """``part10_prefix`` from the three UIDs, which must be valid (see ``is_valid_uid``).
 
     The group is encoded here rather than by pydicom, which takes longer than all the rest of
-    receiving an instance's header; the bytes are the same (``tests/studies`` compares them).
+    receiving an instance's header; the bytes are the same (``tests/dimse/test_file_meta.py``).
     """
     elements = b"".join(
         (
