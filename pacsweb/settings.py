@@ -112,6 +112,9 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
             "timeout": 30,
         }
     )
+    # Opening a SQLite connection re-reads the schema and runs the pragmas: about 2 ms of every
+    # request (a viewer's frame requests most of all) unless connections are kept between them.
+    _db.setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
 elif _db["ENGINE"] == "django.db.backends.postgresql":
     _db.setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
     _db.setdefault("CONN_HEALTH_CHECKS", True)
