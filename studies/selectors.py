@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass, field
 
 from django.core.paginator import Page, Paginator
-from django.db.models import Exists, F, OuterRef, Prefetch, Q, QuerySet
+from django.db.models import Exists, F, OuterRef, Prefetch, Q, QuerySet, prefetch_related_objects
 
 from pacsweb.lib.dicom_dates import parse_da_range
 from pacsweb.lib.person_names import fold, fold_person_name
@@ -268,39 +268,42 @@ def instances_search(query: InstanceQuery, *, series: QuerySet[Series]) -> Query
 
 @dataclass
 class PatientResult:
-    """One patient of a results page, with the studies that matched and all their study UIDs."""
+    """One patient of a results page: the most recent of the studies that matched (up to a
+    limit; ``matched`` counts them all) and the UIDs of all the patient's studies."""
 
     patient: Patient
     studies: list[Study]
+    matched: int
     all_study_uids: list[str]
 
 
+REPORTS = Prefetch("reports", queryset=StudyReport.objects.order_by("uploaded_at", "pk"))
+
+
 def with_reports(studies: QuerySet[Study]) -> QuerySet[Study]:
-    return studies.prefetch_related(
-        Prefetch("reports", queryset=StudyReport.objects.order_by("uploaded_at", "pk"))
-    )
+    return studies.prefetch_related(REPORTS)
 
 
 def results_page(
-    query: StudyQuery, *, page: int | str, per_page: int
+    query: StudyQuery, *, page: int | str, per_page: int, studies_per_patient: int
 ) -> tuple[Page, list[PatientResult]]:
     """One page of patients matching ``query`` (most recent study first), with their studies.
 
     A fixed number of queries whatever the page holds: the count, the patients, their matching
     studies, those studies' reports, and the UIDs of all their studies (for the viewer links).
+    A patient shows at most ``studies_per_patient`` studies, so that one patient with hundreds
+    of studies does not make a page of hundreds of rows; the patient's page has them all.
     """
     paginator = Paginator(patients_search(query), per_page)
     page_obj = paginator.get_page(page)
     patients = list(page_obj.object_list)
     ids = [patient.pk for patient in patients]
     matching: dict[int, list[Study]] = {pk: [] for pk in ids}
-    if ids:
-        # The patients are at hand already: no join, no second Patient per study.
-        found = studies_search(query).select_related(None).filter(patient_id__in=ids)
-        for study in with_reports(found):
-            matching[study.patient_id].append(study)
     every_uid: dict[int, list[str]] = {pk: [] for pk in ids}
     if ids:
+        # The patients are at hand already: no join, no second Patient per study.
+        for study in studies_search(query).select_related(None).filter(patient_id__in=ids):
+            matching[study.patient_id].append(study)
         rows = (
             Study.objects.filter(patient_id__in=ids)
             .order_by("-study_date", "-study_time", "-pk")
@@ -308,7 +311,11 @@ def results_page(
         )
         for patient_id, study_uid in rows:
             every_uid[patient_id].append(study_uid)
-    results = [PatientResult(p, matching[p.pk], every_uid[p.pk]) for p in patients]
+    results = [
+        PatientResult(p, matching[p.pk][:studies_per_patient], len(matching[p.pk]), every_uid[p.pk])
+        for p in patients
+    ]
+    prefetch_related_objects([s for r in results for s in r.studies], REPORTS)
     return page_obj, results
 
 

@@ -24,6 +24,8 @@ from studies.forms import QueryForm, ReportForm
 from studies.models import Study, StudyReport
 
 PATIENTS_PER_PAGE = 20
+# The most recent matching studies shown under a patient; the patient's page lists them all.
+STUDIES_PER_PATIENT = 5
 INSTANCES_PER_PAGE = 100
 # Room for the multipart envelope around the largest report accepted.
 REPORT_REQUEST_MAX_BYTES = services.REPORT_MAX_BYTES + 64 * 1024
@@ -46,6 +48,7 @@ def query(request: HttpRequest) -> HttpResponse:
                 form.to_query(timezone.localdate()),
                 page=request.GET.get("page") or 1,
                 per_page=PATIENTS_PER_PAGE,
+                studies_per_patient=STUDIES_PER_PATIENT,
             )
         except selectors.InvalidQuery as exc:
             form.add_error(None, str(exc))

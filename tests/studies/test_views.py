@@ -341,3 +341,15 @@ def test_invalid_field_is_marked_for_assistive_technology(logged_in, archive):
     content = logged_in.get("/studies/", {"search": "dated", "date_from": "2024-13-45"}).content
     assert b'aria-invalid="true"' in content
     assert b"Enter a valid date." in content
+
+
+def test_a_patient_shows_his_most_recent_matching_studies_up_to_a_limit(logged_in, db):
+    for day in range(1, 8):
+        ingest(patient_name="ROE^MANY", patient_id="R1", study_date=f"2024010{day}")
+    response = logged_in.get("/studies/", {"patient_name": "roe"})
+    (result,) = response.context["results"]
+    assert [s.study_date.day for s in result.studies] == [7, 6, 5, 4, 3]
+    assert result.matched == 7 and len(result.all_study_uids) == 7
+    assert b"The 5 most recent of 7 matching studies." in response.content
+    patient = Patient.objects.get()
+    assert len(logged_in.get(f"/studies/patient/{patient.pk}/").context["studies"]) == 7
