@@ -38,25 +38,26 @@ UNCOMPRESSED_TRANSFER_SYNTAXES = [
 # Instances are stored exactly as received, so every syntax a modality commonly sends is
 # accepted and none is ever transcoded here. When a sender proposes several syntaxes in one
 # presentation context, pynetdicom accepts the first of this list that the sender proposed, so the
-# order says what the archive prefers: lossless compression (nothing lost, smaller), then
-# uncompressed, and lossy compression only when the sender offers nothing else, so that an image
-# held uncompressed is never compressed lossily on its way in. Deflate and the retired big endian
+# order says what the archive prefers. Compressed syntaxes come first, lossless before lossy, as
+# in dcmtk's storescp: a sender offers the syntax its images are held in plus what it can convert
+# them to, and not every sender can decompress (dcmtk's storescu cannot), so preferring
+# uncompressed data would refuse images held compressed. Deflate and the retired big endian
 # syntax come last.
 STORAGE_TRANSFER_SYNTAXES = [
-    JPEGLosslessSV1,
-    JPEGLossless,
     JPEGLSLossless,
     JPEG2000Lossless,
     HTJ2KLossless,
     HTJ2KLosslessRPCL,
+    JPEGLosslessSV1,
+    JPEGLossless,
     RLELossless,
-    ExplicitVRLittleEndian,
-    ImplicitVRLittleEndian,
-    JPEGBaseline8Bit,
-    JPEGExtended12Bit,
     JPEGLSNearLossless,
     JPEG2000,
     HTJ2K,
+    JPEGBaseline8Bit,
+    JPEGExtended12Bit,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
     DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
 ]

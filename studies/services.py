@@ -23,7 +23,7 @@ from typing import BinaryIO
 
 from django.core.files import File
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Model, Q
+from django.db.models import F, Model, Q
 from django.db.models.options import Options
 from django.utils import timezone
 from pydicom.dataset import Dataset
@@ -404,7 +404,15 @@ def _sqlite_write_lock() -> Iterator[None]:
     """
     connection = transaction.get_connection()
     name = str(connection.settings_dict["NAME"] or "")
-    if connection.vendor != "sqlite" or not name or name == ":memory:" or name.startswith("file:"):
+    # Inside a transaction the database may be locked already: waiting for the lock file then
+    # could wait for a writer that waits for this one.
+    if (
+        connection.vendor != "sqlite"
+        or connection.in_atomic_block
+        or not name
+        or name == ":memory:"
+        or name.startswith("file:")
+    ):
         yield
         return
     with open(f"{name}.write-lock", "ab") as fp:
@@ -553,10 +561,45 @@ def _index_rows(
     for study_pk in new_series_studies:
         # The update above holds the study's row lock, so concurrent new series of one study
         # recompute the modalities one after the other.
-        modalities = Series.objects.filter(study_id=study_pk).values_list("modality", flat=True)
-        joined = "\\".join(sorted({m for m in modalities if m}))[:128]
-        Study.objects.filter(pk=study_pk).update(modalities=joined)
+        _study_modalities_update(study_pk)
     return studies, series_pks
+
+
+def instance_unindex(*, instance_id: int) -> bool:
+    """Remove the index row of an instance whose file is gone; return whether there was one.
+
+    For ``check_storage --fix``: the counts of its series and study drop with it, and a series
+    left without instances goes too (the study's modalities are worked out again). The study and
+    patient stay, even when empty, since reports and patient links hang on them.
+    """
+    with _sqlite_write_lock(), transaction.atomic():
+        row = (
+            Instance.objects.filter(pk=instance_id)
+            .values("series_id", "series__study_id", "size")
+            .first()
+        )
+        if row is None:
+            return False
+        series_pk, study_pk = row["series_id"], row["series__study_id"]
+        Instance.objects.filter(pk=instance_id).delete()
+        Series.objects.filter(pk=series_pk).update(num_instances=F("num_instances") - 1)
+        series_gone = not Instance.objects.filter(series_id=series_pk).exists()
+        if series_gone:
+            Series.objects.filter(pk=series_pk).delete()
+        Study.objects.filter(pk=study_pk).update(
+            num_instances=F("num_instances") - 1,
+            num_series=F("num_series") - int(series_gone),
+            size=F("size") - row["size"],
+        )
+        if series_gone:
+            _study_modalities_update(study_pk)
+    return True
+
+
+def _study_modalities_update(study_pk: int) -> None:
+    modalities = Series.objects.filter(study_id=study_pk).values_list("modality", flat=True)
+    joined = "\\".join(sorted({m for m in modalities if m}))[:128]
+    Study.objects.filter(pk=study_pk).update(modalities=joined)
 
 
 # PDF reports ----------------------------------------------------------------------------------

@@ -1,16 +1,14 @@
 """``manage.py dicom_receiver`` as a subprocess (two worker processes), pynetdicom as the SCU."""
 
 import re
-import threading
-from pathlib import Path
 
 import pydicom
 import pytest
-from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pydicom.uid import ImplicitVRLittleEndian
 from pynetdicom.sop_class import Verification
 
 from studies import storage
-from studies.models import Instance, Patient, Series, Study
+from studies.models import Instance
 from tests.conftest import make_dataset
 from tests.dimse.receiver import (
     CT_IMAGE_STORAGE,
@@ -73,58 +71,6 @@ def test_studies_in_several_transfer_syntaxes_are_stored_as_sent(archive, tmp_pa
         assert instance.transfer_syntax_uid == transfer_syntax
         stored = storage.absolute(instance.path).read_bytes()
         assert stored.endswith(data) and len(stored) == instance.size
-
-
-def test_concurrent_senders_of_the_same_study_make_one_study(archive: Receiver, tmp_path) -> None:
-    """20 senders at once, each sending the same 50-instance study 5 times."""
-    study, series = "1.2.826.0.1.3680043.2.3", "1.2.826.0.1.3680043.2.3.1"
-    instances = []
-    for n in range(50):
-        path = tmp_path / f"{n}.dcm"
-        ds = make_dataset(
-            study_uid=study,
-            series_uid=series,
-            sop_uid=f"{series}.{n + 1}",
-            InstanceNumber=n + 1,
-            rows=16,
-            columns=16,
-        )
-        ds.save_as(path, enforce_file_format=True)
-        instances.append(path)
-    start = threading.Barrier(20)
-    failures: list[str] = []
-
-    def sender(number: int) -> None:
-        start.wait()
-        for _ in range(5):
-            assoc = associate(
-                archive.port,
-                (CT_IMAGE_STORAGE, [ExplicitVRLittleEndian]),
-                ae_title=f"SENDER{number}",
-            )
-            try:
-                for path in instances:
-                    status = assoc.send_c_store(path)
-                    if status.Status != SUCCESS:
-                        failures.append(f"{path.name}: {status}")
-            finally:
-                assoc.release()
-
-    threads = [threading.Thread(target=sender, args=(n,)) for n in range(20)]
-    with sending_files_as_they_are():
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-    assert failures == []
-    assert (Patient.objects.count(), Study.objects.count(), Series.objects.count()) == (1, 1, 1)
-    assert Instance.objects.count() == 50
-    row = Study.objects.get()
-    assert (row.num_series, row.num_instances) == (1, 50)
-    assert row.size == sum(Instance.objects.values_list("size", flat=True))
-    assert Series.objects.get().num_instances == 50
-    paths = set(Instance.objects.values_list("path", flat=True))
-    assert {p for p in storage.iter_files() if p in paths or "tmp" in Path(p).name} == paths
 
 
 def test_sigterm_lets_the_association_in_flight_finish(tmp_path) -> None:
