@@ -11,8 +11,3 @@ register = template.Library()
 def person_name(value: str) -> str:
     """``DOE^JOHN`` -> ``DOE, JOHN``."""
     return display_person_name(value or "")
-
-
-@register.filter
-def sex_label(value: str) -> str:
-    return {"F": "Female", "M": "Male", "O": "Other"}.get((value or "").upper(), value or "")

@@ -94,7 +94,35 @@ def _label(study: Study) -> str:
     return f"{date} {study.description}".strip()
 
 
+TABLE_HEAD = SafeString(
+    '<table class="studies responsive"><thead><tr>'
+    '<th scope="col">Study date</th><th scope="col">Description</th>'
+    '<th scope="col">Modalities</th><th scope="col">Accession</th>'
+    '<th scope="col">Referring physician</th><th scope="col" class="num">Series / images</th>'
+    '<th scope="col">Reports</th></tr></thead>'
+)
+SEX = {"F": "Female", "M": "Male", "O": "Other"}
+
+
 @register.simple_tag
+def study_table(studies: list[Study]) -> SafeString:
+    """The studies as a table on wide screens and as cards on phones (see pacsweb.css)."""
+    return format_html("{}{}</table>", TABLE_HEAD, study_rows(studies))
+
+
+@register.simple_tag
+def patient_facts(patient) -> SafeString:
+    """The patient's ID (with its issuer), birth date and sex."""
+    return format_html(
+        '<dl class="meta"><div><dt>Patient ID</dt><dd>{}{}</dd></div>'
+        "<div><dt>Birth date</dt><dd>{}</dd></div><div><dt>Sex</dt><dd>{}</dd></div></dl>",
+        patient.patient_id or "—",
+        format_html(' <span class="muted">({})</span>', patient.issuer) if patient.issuer else "",
+        patient.birth_date.isoformat() if patient.birth_date else "—",
+        SEX.get(patient.sex, patient.sex) or "—",
+    )
+
+
 def study_rows(studies: list[Study]) -> SafeString:
     """One ``<tbody>`` per study: its values, its reports and its actions."""
     return format_html_join(
