@@ -54,7 +54,8 @@ case "${1:-}" in
     install_test_tools
     "$VENV/bin/ruff" check .
     "$VENV/bin/ruff" format --check .
-    exec "$VENV/bin/python" -m pytest "$@"
+    # One test process per core (pytest-xdist); extra arguments go to pytest, e.g. -n 0 -k zip.
+    exec "$VENV/bin/python" -m pytest -n auto "$@"
     ;;
   *)
     echo "usage: ./pacsweb.sh run | ./pacsweb.sh test [pytest arguments]" >&2
