@@ -7,7 +7,6 @@ The parent only supervises: it restarts a worker that dies and, on SIGTERM or Ct
 worker to stop accepting and to finish the associations in flight (a second signal aborts them).
 """
 
-import copy
 import logging
 import math
 import os
@@ -20,10 +19,10 @@ from dataclasses import dataclass
 from django.db import connections
 from pynetdicom import _config as pynetdicom_config
 from pynetdicom.association import Association
-from pynetdicom.presentation import PresentationContext
-from pynetdicom.transport import AssociationSocket, RequestHandler, ThreadedAssociationServer
+from pynetdicom.transport import RequestHandler, ThreadedAssociationServer
 
 from dimse import ae as dimse_ae
+from dimse import tuning
 
 log = logging.getLogger(__name__)
 
@@ -41,39 +40,6 @@ class ReceiverOptions:
     processes: int
 
 
-class _Contexts(list):
-    """The supported presentation contexts, copied cheaply for each new association.
-
-    pynetdicom deep-copies the server's contexts for every association it accepts: with every
-    storage SOP class that takes 35 ms, as long as storing a large image. Negotiation only reads
-    an acceptor's contexts (pynetdicom.presentation.negotiate_as_acceptor), so a shallow copy of
-    each context does.
-    """
-
-    def __deepcopy__(self, memo: dict) -> list[PresentationContext]:
-        return [copy.copy(context) for context in self]
-
-
-class _AssociationSocket(AssociationSocket):
-    """pynetdicom's socket, reading a PDU in as few system calls as the network allows."""
-
-    def recv(self, nr_bytes: int) -> bytearray:
-        # pynetdicom reads 4 KiB at a time. Every read releases and takes back the interpreter
-        # lock, which other associations' threads hold most of the time, so a 128 KiB PDU read
-        # that way waits its turn 32 times; reading into one buffer waits once or twice.
-        buffer = bytearray(nr_bytes)
-        received = 0
-        with memoryview(buffer) as view:
-            while received < nr_bytes:
-                count = self.socket.recv_into(view[received:], nr_bytes - received)
-                if not count:
-                    # The peer closed the connection: return what came, as pynetdicom does.
-                    break
-                received += count
-        del buffer[received:]
-        return buffer
-
-
 class _RequestHandler(RequestHandler):
     def handle(self) -> None:
         # pynetdicom leaves Nagle's algorithm on: every small response would then wait for the
@@ -83,9 +49,11 @@ class _RequestHandler(RequestHandler):
 
     def _create_association(self) -> Association:
         assoc = super()._create_association()
-        # pynetdicom offers no way to choose the socket class, and its socket has already queued
-        # the connection's first event, so the object keeps its state and gets the faster read.
-        assoc.dul.socket.__class__ = _AssociationSocket
+        # pynetdicom offers no way to choose these classes, and its objects already hold state
+        # (the socket has queued the connection's first event), so they keep it and get the
+        # quicker methods (see dimse.tuning).
+        assoc.dul.socket.__class__ = tuning.BulkReadSocket
+        assoc.dimse.__class__ = tuning.QuickStoreResponses
         return assoc
 
 
@@ -153,7 +121,7 @@ def make_server(*, sock: socket.socket, options: ReceiverOptions) -> ThreadedAss
     )
     return ae.make_server(
         sock.getsockname(),
-        contexts=_Contexts(ae.supported_contexts),
+        contexts=tuning.PresentationContexts(ae.supported_contexts),
         evt_handlers=dimse_ae.event_handlers(),
         server_class=_SharedSocketServer,
         listen_socket=sock,

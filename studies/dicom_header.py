@@ -12,12 +12,13 @@ from typing import BinaryIO
 from pydicom import dcmread
 from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import RawDataElement
-from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
 from pydicom.encaps import parse_basic_offsets, parse_fragments
 from pydicom.filebase import DicomBytesIO
-from pydicom.filereader import _read_file_meta_info, read_preamble
+from pydicom.filereader import _read_file_meta_info, read_dataset, read_preamble
 from pydicom.pixels.utils import get_expected_length
 from pydicom.uid import (
+    UID,
     DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
@@ -80,8 +81,24 @@ def read(fp: BinaryIO) -> ParsedFile:
         has_magic = read_preamble(fp, force=True) is not None
         meta = _read_file_meta_info(fp)
         dataset_start = fp.tell()
-        fp.seek(0)
-        ds = dcmread(fp, force=True, defer_size=DEFER_BYTES, stop_before_pixels=True)
+        encoding = _plain_encoding(meta) if has_magic else None
+        if encoding is None:
+            # Anything unusual (no preamble or meta group, deflate, a private syntax): pydicom
+            # reads the file from the start and works the encoding out.
+            fp.seek(0)
+            ds = dcmread(fp, force=True, defer_size=DEFER_BYTES, stop_before_pixels=True)
+        else:
+            # The usual file: its dataset is read once, from where the meta group ends, as
+            # dcmread would (it would read the preamble and meta group again first).
+            dataset = read_dataset(fp, *encoding, stop_when=_at_pixel_data, defer_size=DEFER_BYTES)
+            # Bound to the file, as dcmread's result is, so that deferred values can be read.
+            ds = FileDataset(
+                fp,
+                dataset,
+                file_meta=meta,
+                is_implicit_VR=encoding[0],
+                is_little_endian=encoding[1],
+            )
         # pydicom leaves the file at the pixel data element's tag when it stops before it.
         pixel_position = fp.tell()
     except Exception as exc:  # noqa: BLE001 - pydicom raises many types for damaged files.
@@ -105,6 +122,21 @@ def read(fp: BinaryIO) -> ParsedFile:
     if pixel_data is not None:
         frames = _frames(fp, ds, pixel_data, file_size)
     return ParsedFile(ds, transfer_syntax, dataset_start, file_size, pixel_data, frames)
+
+
+def _plain_encoding(meta: FileMetaDataset) -> tuple[bool, bool] | None:
+    """(implicit VR, little endian) of a dataset that pydicom reads as it is stored, if known."""
+    uid = meta.get("TransferSyntaxUID")
+    if not uid or uid == DeflatedExplicitVRLittleEndian or not is_valid_uid(str(uid)):
+        return None
+    uid = UID(str(uid).strip("\x00 "))
+    if not uid.is_transfer_syntax:
+        return None
+    return uid.is_implicit_VR, uid.is_little_endian
+
+
+def _at_pixel_data(tag: int, vr: str | None, length: int) -> bool:
+    return tag in PIXEL_TAGS
 
 
 def _pixel_data_at(fp: BinaryIO, position: int, file_size: int, ds: Dataset) -> PixelData | None:
@@ -167,7 +199,8 @@ def _check_not_truncated(ds: Dataset, file_size: int) -> None:
     # pydicom keeps a value cut short by the end of the file as it is, and skips deferred values
     # without reading them, so a truncated file would otherwise parse cleanly.
     for tag in ds.keys():
-        raw = ds.get_item(tag)
+        # A deferred value stays on disk: its position and length say whether it is all there.
+        raw = ds.get_item(tag, keep_deferred=True)
         if not isinstance(raw, RawDataElement) or raw.length == 0xFFFFFFFF:
             continue
         if raw.value is None:
@@ -271,7 +304,8 @@ def metadata_json(parsed: ParsedFile) -> str:
         bulk[parsed.pixel_data.tag] = parsed.pixel_data.vr
     header = Dataset()
     for tag in ds.keys():
-        if int(tag) not in bulk:
+        # Group lengths (gggg,0000) are not part of the JSON model (PS3.18 F.2).
+        if int(tag) not in bulk and tag.element != 0:
             header.add(ds[tag])
     data = header.to_json_dict(
         bulk_data_threshold=DEFER_BYTES,
@@ -280,7 +314,25 @@ def metadata_json(parsed: ParsedFile) -> str:
     )
     for tag, vr in bulk.items():
         data[f"{tag:08X}"] = {"vr": vr, "BulkDataURI": f"bulk/{tag:08X}"}
+    _to_json_model(data)
     return json.dumps(dict(sorted(data.items())), separators=(",", ":"), ensure_ascii=False)
+
+
+def _to_json_model(data: dict) -> None:
+    """Bring pydicom's JSON in line with PS3.18 F.2, in place, at every nesting level.
+
+    An empty attribute keeps only its ``vr`` (pydicom writes ``"Value": []`` for an empty
+    sequence), and group lengths inside sequence items are dropped as at the top level.
+    """
+    for key in [k for k in data if k.endswith("0000")]:
+        del data[key]
+    for attribute in data.values():
+        value = attribute.get("Value")
+        if value == []:
+            del attribute["Value"]
+        elif attribute.get("vr") == "SQ" and value:
+            for item in value:
+                _to_json_model(item)
 
 
 def frame_offsets(parsed: ParsedFile, stored_dataset_start: int) -> list[list[list[int]]] | None:

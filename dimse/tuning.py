@@ -1,0 +1,116 @@
+"""Where pynetdicom spends more than receiving and storing an instance does, and what replaces it.
+
+``dimse.server`` puts these into each association as pynetdicom creates it. Each keeps
+pynetdicom's behaviour and falls back to pynetdicom's own code outside the common case. They
+follow pynetdicom 3.0's internals (the version is pinned); the tests in tests/dimse and
+tests/interop run them over real associations with pynetdicom and dcmtk peers.
+"""
+
+import copy
+import struct
+
+from pynetdicom import evt
+from pynetdicom.dimse import DIMSEServiceProvider
+from pynetdicom.dimse_primitives import C_STORE
+from pynetdicom.pdu_primitives import P_DATA
+from pynetdicom.presentation import PresentationContext
+from pynetdicom.transport import AssociationSocket
+
+# PS3.7 E.1: C-STORE-RSP's Command Field, and the Command Data Set Type of "no data set".
+C_STORE_RSP = 0x8001
+NO_DATA_SET = 0x0101
+# PS3.8 9.3.5.1: a P-DATA-TF PDU's variable field holds PDV items of 4 bytes of length, a
+# presentation context ID and a message control header, then the fragment.
+PDV_OVERHEAD = 6
+LAST_COMMAND_FRAGMENT = b"\x03"
+
+
+class PresentationContexts(list):
+    """The supported presentation contexts, copied cheaply for each new association.
+
+    pynetdicom deep-copies the server's contexts for every association it accepts: with every
+    storage SOP class that takes 35 ms, as long as storing a large image. Negotiation only reads
+    an acceptor's contexts (pynetdicom.presentation.negotiate_as_acceptor), so a shallow copy of
+    each context does.
+    """
+
+    def __deepcopy__(self, memo: dict) -> list[PresentationContext]:
+        return [copy.copy(context) for context in self]
+
+
+class BulkReadSocket(AssociationSocket):
+    """pynetdicom's socket, reading a PDU in as few system calls as the network allows."""
+
+    def recv(self, nr_bytes: int) -> bytearray:
+        # pynetdicom reads 4 KiB at a time. Every read releases and takes back the interpreter
+        # lock, which other associations' threads hold most of the time, so a 128 KiB PDU read
+        # that way waits its turn 32 times; reading into one buffer waits once or twice.
+        buffer = bytearray(nr_bytes)
+        received = 0
+        with memoryview(buffer) as view:
+            while received < nr_bytes:
+                count = self.socket.recv_into(view[received:], nr_bytes - received)
+                if not count:
+                    # The peer closed the connection: return what came, as pynetdicom does.
+                    break
+                received += count
+        del buffer[received:]
+        return buffer
+
+
+class QuickStoreResponses(DIMSEServiceProvider):
+    """pynetdicom's DIMSE provider, encoding C-STORE responses directly.
+
+    pynetdicom builds every response's command set as a pydicom dataset and encodes it twice
+    (once to learn its group length): for a small instance, that is a third of the receiver's
+    work. A C-STORE response is a handful of fixed elements (PS3.7 9.3.1.2), encoded here in
+    implicit VR little endian as PS3.7 6.3.1 requires.
+    """
+
+    def send_msg(self, primitive: object, context_id: int) -> None:
+        encoded = None
+        if (
+            isinstance(primitive, C_STORE)
+            and primitive.MessageIDBeingRespondedTo is not None
+            and not self.assoc.get_handlers(evt.EVT_DIMSE_SENT)
+        ):
+            encoded = c_store_response(primitive)
+        limit = self.maximum_pdu_size
+        if encoded is None or (limit and len(encoded) + PDV_OVERHEAD > limit):
+            super().send_msg(primitive, context_id)
+            return
+        pdata = P_DATA()
+        pdata.presentation_data_value_list.append((context_id, LAST_COMMAND_FRAGMENT + encoded))
+        self.dul.send_pdu(pdata)
+
+
+def c_store_response(rsp: C_STORE) -> bytes | None:
+    """The command set of a C-STORE response, or None if it is not the usual kind."""
+    if rsp.OffendingElement or rsp.Status is None:
+        return None
+    try:
+        elements = [
+            _element(0x0002, _padded(rsp.AffectedSOPClassUID, b"\x00")),
+            _element(0x0100, struct.pack("<H", C_STORE_RSP)),
+            _element(0x0120, struct.pack("<H", rsp.MessageIDBeingRespondedTo)),
+            _element(0x0800, struct.pack("<H", NO_DATA_SET)),
+            _element(0x0900, struct.pack("<H", rsp.Status)),
+        ]
+        if rsp.ErrorComment:
+            elements.append(_element(0x0902, _padded(rsp.ErrorComment, b" ")))
+        elements.append(_element(0x1000, _padded(rsp.AffectedSOPInstanceUID, b"\x00")))
+    except (AttributeError, UnicodeEncodeError, struct.error):
+        return None
+    body = b"".join(elements)
+    return _element(0x0000, struct.pack("<I", len(body))) + body
+
+
+def _element(element: int, value: bytes) -> bytes:
+    # Implicit VR little endian: group 0000, element, 4-byte length, value (PS3.5 7.1.3).
+    return struct.pack("<HHI", 0x0000, element, len(value)) + value
+
+
+def _padded(value: str, pad: bytes) -> bytes:
+    # PS3.5 6.2: values have an even length, UIDs padded with NULL, text with a space.
+    data = value.encode("ascii")
+    return data + pad if len(data) % 2 else data
