@@ -78,18 +78,16 @@ class QueryForm(forms.Form):
         choices=[("", "Any"), ("F", "Female"), ("M", "Male"), ("O", "Other")],
     )
     birth_date = _date_field("Birth date")
+    modality = forms.ChoiceField(
+        label="Modality", required=False, choices=[("", "Any"), *MODALITIES]
+    )
+    # The "Search" choice sits just before the study dates it switches on.
     search = forms.ChoiceField(label="Search", required=False, choices=DateRange.CHOICES)
     date_from = _date_field("Study date from")
     date_to = _date_field("Study date to")
     accession_number = _text_field("Accession number", 64)
     institution = _text_field("Institution", 64)
     referring_physician = _text_field("Referring physician", 64)
-    modality = forms.ChoiceField(
-        label="Modality", required=False, choices=[("", "Any"), *MODALITIES]
-    )
-
-    # Fields people fill in most, shown first on a phone; the rest fold away.
-    main_fields = ["patient_name", "patient_id", "search", "date_from", "date_to", "modality"]
 
     def clean(self) -> dict:
         data = super().clean()
