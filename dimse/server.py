@@ -52,8 +52,11 @@ class _RequestHandler(RequestHandler):
         # pynetdicom offers no way to choose these classes, and its objects already hold state
         # (the socket has queued the connection's first event), so they keep it and get the
         # quicker methods (see dimse.tuning).
-        assoc.dul.socket.__class__ = tuning.BulkReadSocket
-        assoc.dimse.__class__ = tuning.QuickStoreResponses
+        assoc.dul.socket.__class__ = tuning.ReceiverSocket
+        assoc.dul.socket.watch()
+        assoc.dul.__class__ = tuning.ReceiverDul
+        assoc.dul._run_loop_delay = tuning.DUL_LOOP_DELAY
+        assoc.dimse.__class__ = tuning.ReceiverDimse
         return assoc
 
 
