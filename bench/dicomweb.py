@@ -435,9 +435,14 @@ def main() -> None:
         study_uid = make_ct_study(args.instances)
         progress(f"Indexing {args.studies:,} more studies ...")
         make_many_studies(args.studies)
-        cookie = session_cookie()
         from django.db import connection
 
+        if connection.vendor == "postgresql":
+            # What autovacuum does soon after a bulk load: without statistics the planner
+            # guesses three patients per name and picks its plans accordingly.
+            with connection.cursor() as cursor:
+                cursor.execute("ANALYZE")
+        cookie = session_cookie()
         connection.close()
         port = free_port()
         progress(f"Starting gunicorn ({args.workers} workers x 8 threads) on 127.0.0.1:{port} ...")
