@@ -14,14 +14,14 @@ from activity import services as activity
 from activity.models import Event
 from pacsweb.lib.person_names import display_person_name
 from studies import access, archive
-from studies.models import Instance
+from studies.models import Instance, Study
 
 
 def _wants_dicomdir(request: HttpRequest) -> bool:
     return request.GET.get("dicomdir") == "1"
 
 
-def _download(
+def recorded_zip(
     request: HttpRequest,
     *,
     instances: QuerySet[Instance],
@@ -31,6 +31,7 @@ def _download(
     patient_name: str,
     detail: dict,
 ) -> HttpResponseBase:
+    """The zip of ``instances``, recorded in the activity log as it starts, runs and ends."""
     dicomdir = _wants_dicomdir(request)
     plan = archive.plan_zip(instances, dicomdir=dicomdir)
     if not plan.entries:
@@ -75,7 +76,7 @@ def _download(
 @login_required
 def download_patient(request: HttpRequest, pk: int) -> HttpResponseBase:
     patient = access.patient_for_request(request, pk)
-    return _download(
+    return recorded_zip(
         request,
         instances=Instance.objects.filter(series__study__patient=patient),
         filename=archive.patient_label(patient.name, patient.patient_id),
@@ -86,13 +87,11 @@ def download_patient(request: HttpRequest, pk: int) -> HttpResponseBase:
     )
 
 
-@require_safe
-@login_required
-def download_study(request: HttpRequest, uid: str) -> HttpResponseBase:
-    study = access.study_for_request(request, uid)
+def study_zip(request: HttpRequest, study: Study) -> HttpResponseBase:
+    """A study's zip for a caller that has checked access (physicians here, patients in tokens)."""
     patient = study.patient
     name = display_person_name(patient.name) or patient.patient_id
-    return _download(
+    return recorded_zip(
         request,
         instances=Instance.objects.filter(series__study=study),
         filename=f"{name} {archive.study_label(study.study_date, study.description)}",
@@ -105,6 +104,12 @@ def download_study(request: HttpRequest, uid: str) -> HttpResponseBase:
 
 @require_safe
 @login_required
+def download_study(request: HttpRequest, uid: str) -> HttpResponseBase:
+    return study_zip(request, access.study_for_request(request, uid))
+
+
+@require_safe
+@login_required
 def download_series(request: HttpRequest, uid: str) -> HttpResponseBase:
     series = access.series_for_request(request, uid)
     study = series.study
@@ -112,7 +117,7 @@ def download_series(request: HttpRequest, uid: str) -> HttpResponseBase:
     name = display_person_name(patient.name) or patient.patient_id
     date = study.study_date.isoformat() if study.study_date else "No date"
     label = archive.series_label(series.series_number, series.modality, series.description)
-    return _download(
+    return recorded_zip(
         request,
         instances=Instance.objects.filter(series=series),
         filename=f"{name} {date} {label}",

@@ -24,13 +24,13 @@ from django.utils.safestring import mark_safe
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_safe
 
-from activity.services import event_finish, event_progress, record
+from activity.services import record
 from pacsweb.lib.client_address import client_address
 from pacsweb.lib.person_names import display_person_name
 from pacsweb.models import ServerSetup
 from studies.access import study_for_request
-from studies.archive import Served, study_label, zip_response
-from studies.models import Instance, StudyReport
+from studies.download_views import study_zip
+from studies.models import StudyReport
 from tokens import services
 from tokens.access import grant, granted_token_or_404, has_birth_date_check, needs_birth_date
 from tokens.forms import BirthDateForm
@@ -157,44 +157,7 @@ def _problem(request: HttpRequest, kind: str, status: int, **context: object) ->
 @patient_headers
 def patient_zip(request: HttpRequest) -> HttpResponseBase:
     """The study as a zip (``?dicomdir=1``: a DICOMDIR file-set), for the session's link only."""
-    token = granted_token_or_404(request)
-    study = token.study
-    patient = study.patient
-    dicomdir = request.GET.get("dicomdir") == "1"
-    event = None
-
-    def start(served: Served) -> None:
-        nonlocal event
-        event = record(
-            request,
-            "download",
-            study_uid=study.study_uid,
-            patient_name=patient.name,
-            detail={
-                "level": "study",
-                "dicomdir": dicomdir,
-                "range": served.range_text,
-                "bytes_total": served.length,
-            },
-        )
-
-    def progress(bytes_sent: int) -> None:
-        event_progress(event, bytes_sent=bytes_sent)
-
-    def finish(bytes_sent: int, completed: bool) -> None:
-        event_finish(event, bytes_sent=bytes_sent, completed=completed)
-
-    name = display_person_name(patient.name) or patient.patient_id
-    filename = f"{name} {study_label(study.study_date, study.description)}"
-    return zip_response(
-        request,
-        instances=Instance.objects.filter(series__study=study),
-        filename=f"{filename} DICOMDIR" if dicomdir else filename,
-        dicomdir=dicomdir,
-        on_start=start,
-        on_progress=progress,
-        on_finish=finish,
-    )
+    return study_zip(request, granted_token_or_404(request).study)
 
 
 @require_GET
