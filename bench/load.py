@@ -19,7 +19,6 @@ import multiprocessing
 import os
 import random
 import re
-import socket
 import statistics
 import subprocess
 import sys
@@ -27,7 +26,8 @@ import time
 import urllib.parse
 from pathlib import Path
 
-BASE_DIR = Path(__file__).resolve().parent.parent
+from harness import free_port, setup_django, start
+
 USERNAME, PASSWORD = "loadtest", "Load-test-Password-1"
 BIG_STUDY = "2.25.297350124567018462237816904213859911401"
 MB = 1_000_000
@@ -51,27 +51,13 @@ def parse_args() -> argparse.Namespace:
 
 def prepare(args: argparse.Namespace) -> tuple[dict[str, str], list[str]]:
     """Fill the scratch archive once; return the server's environment and page paths to visit."""
-    args.data_dir.mkdir(parents=True, exist_ok=True)
-    env = {
-        "PACSWEB_DATA_DIR": str(args.data_dir),
-        "DATABASE_URL": args.database_url or f"sqlite:///{args.data_dir / 'load.sqlite3'}",
-        "SECRET_KEY": "load-test-secret-key-not-for-production",
-        "DJANGO_SETTINGS_MODULE": "pacsweb.settings",
-        "LOG_LEVEL": "WARNING",
-    }
-    os.environ.update(env)
-    sys.path.insert(0, str(BASE_DIR))
-    import django
-
-    django.setup()
+    env = setup_django(args.data_dir, args.database_url)
     from django.core.management import call_command
 
     from accounts.models import User
     from pacsweb.models import ServerSetup
     from studies.models import Instance, Patient, Series, Study
 
-    call_command("migrate", verbosity=0)
-    call_command("collectstatic", interactive=False, verbosity=0)
     if not Study.objects.exclude(study_uid=BIG_STUDY).exists():
         print("filling the archive with demo studies ...", flush=True)
         call_command("make_demo_data", patients=12, seed=7, matrix=128, slices=12)
@@ -133,31 +119,9 @@ def ingest_big_study(instance_model) -> None:
             sys.exit(f"ingest failed: {outcome}")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def start_server(env: dict[str, str]) -> subprocess.Popen:
-    process = subprocess.Popen(
-        [sys.executable, "manage.py", "run_web"],
-        cwd=BASE_DIR,
-        env={**os.environ, **env, "PACSWEB_BIND": "127.0.0.1"},
-        stdout=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 60
-    while True:
-        if process.poll() is not None:
-            sys.exit("the web server exited before opening its port")
-        try:
-            socket.create_connection(("127.0.0.1", int(env["PORT"])), timeout=0.2).close()
-            return process
-        except OSError:
-            if time.monotonic() > deadline:
-                process.kill()
-                sys.exit("the web server did not open its port")
-            time.sleep(0.05)
+    command = [sys.executable, "manage.py", "run_web"]
+    return start(command, {**env, "PACSWEB_BIND": "127.0.0.1"}, int(env["PORT"]), "the web server")
 
 
 def log_in(port: int) -> str:

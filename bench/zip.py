@@ -16,7 +16,6 @@ import argparse
 import http.cookiejar
 import os
 import re
-import socket
 import statistics
 import subprocess
 import sys
@@ -27,7 +26,8 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
-BASE_DIR = Path(__file__).resolve().parent.parent
+from harness import free_port, setup_django, start
+
 STUDY_UID = "2.25.164021935812775629148396520153371204821"
 USERNAME, PASSWORD = "bench", "bench-Password-1"
 MB = 1_000_000
@@ -41,28 +41,6 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--data-dir", type=Path, default=Path("/tmp/pacsweb-bench-zip"))
     parser.add_argument("--database-url", default="", help="default: SQLite in the data folder")
     return parser.parse_args()
-
-
-def setup_django(args: argparse.Namespace) -> dict[str, str]:
-    args.data_dir.mkdir(parents=True, exist_ok=True)
-    env = {
-        "PACSWEB_DATA_DIR": str(args.data_dir),
-        "DATABASE_URL": args.database_url or f"sqlite:///{args.data_dir / 'bench.sqlite3'}",
-        "SECRET_KEY": "bench-secret-key-not-for-production",
-        "DJANGO_SETTINGS_MODULE": "pacsweb.settings",
-        "LOG_LEVEL": "WARNING",
-    }
-    os.environ.update(env)
-    sys.path.insert(0, str(BASE_DIR))
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
-    # The pages (the login form) need the static files' manifest, as in a deployment.
-    call_command("collectstatic", interactive=False, verbosity=0)
-    return env
 
 
 def make_study(count: int, pixel_kb: int) -> None:
@@ -111,32 +89,11 @@ def make_study(count: int, pixel_kb: int) -> None:
             print(f"  ingested {number}/{count} ({number / elapsed:.0f} instances/s)", flush=True)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def start_gunicorn(env: dict[str, str], port: int) -> subprocess.Popen:
     gunicorn = Path(sys.executable).parent / "gunicorn"
-    process = subprocess.Popen(
-        [str(gunicorn), "pacsweb.wsgi", "-b", f"127.0.0.1:{port}", "-k", "gthread"]
-        + ["--workers", "1", "--threads", "4", "--log-level", "warning"],
-        cwd=BASE_DIR,
-        env={**os.environ, **env},
-    )
-    deadline = time.monotonic() + 30
-    while True:
-        if process.poll() is not None:
-            sys.exit("gunicorn exited before opening its port")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return process
-        except OSError:
-            if time.monotonic() > deadline:
-                process.kill()
-                sys.exit("gunicorn did not open its port")
-            time.sleep(0.05)
+    command = [str(gunicorn), "pacsweb.wsgi", "-b", f"127.0.0.1:{port}", "-k", "gthread"]
+    command += ["--workers", "1", "--threads", "4", "--log-level", "warning"]
+    return start(command, env, port, "gunicorn")
 
 
 def log_in(base: str) -> str:
@@ -208,7 +165,7 @@ def time_cat(paths: list[str]) -> float:
 def main() -> None:
     args = parse_args()
     print(f"data folder: {args.data_dir}")
-    env = setup_django(args)
+    env = setup_django(args.data_dir, args.database_url)
     make_study(args.instances, args.instance_kb)
 
     from accounts.models import User
