@@ -8,7 +8,8 @@ deploy/gunicorn.conf.py, its gthread workers and threads), on a scratch data fol
 demo studies and one ~200 MB study to download. First one client browses alone (the unloaded
 reference); then ``--browsers`` client processes browse (search, patient, study and series
 pages) while ``--downloaders`` processes download the big study's zip over and over, for
-``--seconds``. It prints page latency (median, p95) unloaded and loaded, their ratio (target:
+``--seconds``, each at most at ``--download-rate`` (on loopback an unlimited client would take
+the CPU a real network leaves free; physicians download over a line, not loopback). It prints page latency (median, p95) unloaded and loaded, their ratio (target:
 p95 within 3x), download throughput, and every error (target: none). Loopback only; bounded in
 time and count.
 """
@@ -38,6 +39,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=30)
     parser.add_argument("--browsers", type=int, default=20)
     parser.add_argument("--downloaders", type=int, default=4)
+    parser.add_argument(
+        "--download-rate",
+        default="25M",
+        help="bytes/s per downloading client (curl --limit-rate; a 200 Mbit/s line by default)",
+    )
     parser.add_argument(
         "--think",
         type=float,
@@ -182,7 +188,7 @@ def browse(port: int, pages: list[str], seconds: float, offset: int, think: floa
     results.put(("pages", latencies, errors))
 
 
-def download(port: int, seconds: float, results) -> None:
+def download(port: int, seconds: float, rate: str, results) -> None:
     """One client downloading the big study's zip over and over until the time is up."""
     cookie = log_in(port)
     url = f"http://127.0.0.1:{port}/studies/study/{BIG_STUDY}/download"
@@ -190,7 +196,7 @@ def download(port: int, seconds: float, results) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline and len(sizes) < 1000:
         result = subprocess.run(
-            ["curl", "-sS", "-o", "/dev/null", "-H", f"Cookie: {cookie}"]
+            ["curl", "-sS", "-o", "/dev/null", "--limit-rate", rate, "-H", f"Cookie: {cookie}"]
             + ["-w", "%{http_code} %{size_download} %{time_total}", url],
             capture_output=True,
             text=True,
@@ -220,7 +226,8 @@ def main() -> None:
     results = context.Queue()
     try:
         print(f"unloaded: 1 client browsing for {args.seconds / 2:.0f} s ...", flush=True)
-        browse(port, pages, args.seconds / 2, 0, args.think, results)
+        # Alone, the client needs no think time: its latencies are the reference either way.
+        browse(port, pages, args.seconds / 2, 0, 0.05, results)
         _, alone, alone_errors = results.get()
         print(
             f"loaded: {args.browsers} clients browsing and {args.downloaders} downloading "
@@ -231,7 +238,7 @@ def main() -> None:
             context.Process(target=browse, args=(port, pages, args.seconds, n, args.think, results))
             for n in range(args.browsers)
         ] + [
-            context.Process(target=download, args=(port, args.seconds, results))
+            context.Process(target=download, args=(port, args.seconds, args.download_rate, results))
             for _ in range(args.downloaders)
         ]
         for worker in workers:
