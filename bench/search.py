@@ -16,6 +16,11 @@ database that is dropped afterwards) it:
    no search at all, so ``ratio`` is how many such requests one search costs.
 
 The target is a 95th percentile under 50 ms for each search on both databases.
+
+Wall-clock figures are only as quiet as the machine: the load average is printed beside them,
+and so is each request's own CPU time, which other work on the machine hardly changes. On a
+shared machine, ``nice -n -10`` gives the benchmark the precedence a dedicated server's web
+workers would have.
 """
 
 import argparse
