@@ -325,16 +325,20 @@ class _GroupCommit:
             self._pending.append(request)
             while self._leading and not request.done:
                 self._cond.wait()
-            if not request.done:
-                self._leading = True
-                batch, self._pending = self._pending, []
-        if not request.done:
-            try:
-                _index_each(batch, self._keys)
-            finally:
+            if request.done:
+                return
+            self._leading = True
+        try:
+            # The lock comes first and the batch after: what arrives while another process
+            # writes joins this batch rather than waiting for the next commit.
+            with _write_lock():
                 with self._cond:
-                    self._leading = False
-                    self._cond.notify_all()
+                    batch, self._pending = self._pending, []
+                _index_each(batch, self._keys)
+        finally:
+            with self._cond:
+                self._leading = False
+                self._cond.notify_all()
 
 
 _group_commit = _GroupCommit()
@@ -385,22 +389,22 @@ def _index_committed(requests: list[_IndexRequest], keys: _KeyCache | None) -> N
     if keys is None:
         _index_rows(requests, None)
         return
-    with _sqlite_write_lock():
-        try:
-            studies, series = _index_rows(requests, keys)
-        except _StaleKey:
-            keys.clear()
-            studies, series = _index_rows(requests, None)
+    try:
+        studies, series = _index_rows(requests, keys)
+    except _StaleKey:
+        keys.clear()
+        studies, series = _index_rows(requests, None)
     keys.remember(studies, series)
 
 
 @contextmanager
-def _sqlite_write_lock() -> Iterator[None]:
-    """Hold a lock file beside the SQLite database while writing to it.
+def _write_lock() -> Iterator[None]:
+    """On SQLite, hold a lock file beside the database while writing index rows.
 
     SQLite lets one writer in at a time, and a writer that finds the database busy sleeps
     (1, 2, 5, 10 ms and longer) before trying again, which idles receiver processes that take
     turns many times a second. Waiting on a lock file instead wakes the next one at once.
+    PostgreSQL lets writers in together and queues them itself, row by row.
     """
     connection = transaction.get_connection()
     name = str(connection.settings_dict["NAME"] or "")
@@ -572,7 +576,7 @@ def instance_unindex(*, instance_id: int) -> bool:
     left without instances goes too (the study's modalities are worked out again). The study and
     patient stay, even when empty, since reports and patient links hang on them.
     """
-    with _sqlite_write_lock(), transaction.atomic():
+    with _write_lock(), transaction.atomic():
         row = (
             Instance.objects.filter(pk=instance_id)
             .values("series_id", "series__study_id", "size")
