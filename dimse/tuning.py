@@ -7,6 +7,7 @@ tests/interop run them over real associations with pynetdicom and dcmtk peers.
 """
 
 import copy
+import logging
 import queue
 import select
 import socket
@@ -28,6 +29,8 @@ try:
 except ImportError:  # Python built without OpenSSL: no TLS sockets to tell apart.
     _HAS_SSL = False
 
+LOGGER = logging.getLogger(__name__)
+
 # PS3.7 E.1: C-STORE-RSP's Command Field, and the Command Data Set Type of "no data set".
 C_STORE_RSP = 0x8001
 NO_DATA_SET = 0x0101
@@ -41,6 +44,9 @@ REACTOR_WAIT = 0.01
 # timers, whether it is asked to stop), and what it sleeps between two looks instead of 1 ms.
 DUL_WAIT = 0.02
 DUL_LOOP_DELAY = 0.0002
+# An A-ASSOCIATE-RQ with 128 presentation contexts of a dozen transfer syntaxes each is well
+# under this.
+LARGEST_ASSOCIATION_PDU = 1024 * 1024
 
 
 class PresentationContexts(list):
@@ -77,6 +83,11 @@ class ReceiverSocket(AssociationSocket):
             # Woken already (the pair's buffer is full) or closed with the association.
             pass
 
+    def largest_pdu(self) -> int:
+        # The negotiated limit is for P-DATA-TF PDUs; association requests, which come before
+        # it, are allowed a generous size of their own.
+        return max(self.assoc.acceptor.maximum_length or 0, LARGEST_ASSOCIATION_PDU)
+
     @property
     def ready(self) -> bool:
         sock = self.socket
@@ -107,6 +118,21 @@ class ReceiverSocket(AssociationSocket):
         self._wake_out.close()
 
     def recv(self, nr_bytes: int) -> bytearray:
+        # A PDU announces its own length (PS3.8 9.3.1), and nothing bounds it but the largest
+        # PDU this receiver accepts: a longer one is a protocol error, and the connection is
+        # dropped (pynetdicom treats the short read as the peer closing it) before anything
+        # that size is allocated or buffered.
+        if nr_bytes > self.largest_pdu():
+            LOGGER.warning(
+                "dropping the connection from %s: it announces a PDU of %d bytes",
+                self.assoc.requestor.address,
+                nr_bytes,
+            )
+            try:
+                self.socket.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            return bytearray()
         # pynetdicom reads 4 KiB at a time. Every read releases and takes back the interpreter
         # lock, which other associations' threads hold most of the time, so a 128 KiB PDU read
         # that way waits its turn 32 times; reading into one buffer waits once or twice.

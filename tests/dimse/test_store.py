@@ -263,3 +263,18 @@ def test_aborted_association_keeps_what_was_acknowledged_and_leaves_no_temp_file
         assert again.send_c_echo().Status == SUCCESS
     finally:
         again.release()
+
+
+def test_a_pdu_longer_than_the_limit_drops_the_connection_before_it_is_read(caplog) -> None:
+    with in_process_scp(max_pdu=65536) as port:
+        assoc = associate(port, (CT_IMAGE_STORAGE, [ExplicitVRLittleEndian]))
+        sock = assoc.dul.socket.socket
+        # A P-DATA-TF PDU header announcing 3 GB, then nothing: a receiver that believed it
+        # would allocate or wait for 3 GB.
+        sock.sendall(b"\x04\x00" + (3 * 1024**3).to_bytes(4, "big"))
+        sock.settimeout(10)
+        # The receiver closes the connection at once.
+        leftover = sock.recv(1024)
+        assoc.abort()
+    assert leftover == b""
+    assert any("announces a PDU of 3221225472 bytes" in r.getMessage() for r in caplog.records)
