@@ -3,12 +3,14 @@
 import errno
 import io
 import logging
+import time
 from pathlib import Path
 
 import pydicom
 import pytest
 from django.db import OperationalError
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEGLossless, generate_uid
+from pynetdicom import AE
 from pynetdicom.dimse_messages import C_STORE_RQ
 from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.pdu import P_DATA_TF
@@ -278,3 +280,23 @@ def test_a_pdu_longer_than_the_limit_drops_the_connection_before_it_is_read(capl
         assoc.abort()
     assert leftover == b""
     assert any("announces a PDU of 3221225472 bytes" in r.getMessage() for r in caplog.records)
+
+
+def test_associations_beyond_the_limit_are_rejected_until_one_ends() -> None:
+    with in_process_scp(max_associations=2) as port:
+        first = associate(port, (Verification, [ImplicitVRLittleEndian]))
+        second = associate(port, (Verification, [ImplicitVRLittleEndian]))
+        ae = AE(ae_title="TESTSCU")
+        ae.add_requested_context(Verification, ImplicitVRLittleEndian)
+        third = ae.associate("127.0.0.1", port, ae_title="PACSWEB")
+        assert third.is_rejected
+        first.release()
+        # The first association's thread ends just after its release is answered.
+        deadline = time.monotonic() + 10
+        fourth = ae.associate("127.0.0.1", port, ae_title="PACSWEB")
+        while fourth.is_rejected and time.monotonic() < deadline:
+            fourth = ae.associate("127.0.0.1", port, ae_title="PACSWEB")
+        assert fourth.is_established
+        assert fourth.send_c_echo().Status == SUCCESS
+        fourth.release()
+        second.release()
