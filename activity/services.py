@@ -12,6 +12,7 @@ wait in the session, which Django saves on every request anyway (``SESSION_SAVE_
 
 import datetime
 import logging
+import threading
 from collections.abc import Callable
 
 from django.conf import settings
@@ -29,10 +30,8 @@ from pacsweb.lib.person_names import fold_person_name
 log = logging.getLogger(__name__)
 
 SESSION_KEY = "activity_connection_id"
-# When this session last wrote its connection's last_seen_at (seconds since the epoch), and the
-# bytes of the pages sent since then.
+# When this session last wrote its connection's last_seen_at (seconds since the epoch).
 SESSION_SEEN_KEY = "activity_seen_at"
-SESSION_PENDING_BYTES_KEY = "activity_pending_bytes"
 LAST_SEEN_INTERVAL = datetime.timedelta(seconds=30)
 # A running download writes its bytes so far at most this often.
 PROGRESS_INTERVAL = datetime.timedelta(seconds=2)
@@ -91,7 +90,6 @@ def connection_start(
     )
     session[SESSION_KEY] = connection.pk
     session[SESSION_SEEN_KEY] = now.timestamp()
-    session[SESSION_PENDING_BYTES_KEY] = 0
     return connection
 
 
@@ -114,12 +112,19 @@ def _touch(request: HttpRequest, connection_id: int, *, force: bool = False) -> 
     seen = session.get(SESSION_SEEN_KEY, 0)
     if not force and now.timestamp() - seen < LAST_SEEN_INTERVAL.total_seconds():
         return
-    pending = session.get(SESSION_PENDING_BYTES_KEY, 0)
+    with _pending_lock:
+        pending = _pending_bytes.pop(connection_id, 0)
     Connection.objects.filter(pk=connection_id, ended_at__isnull=True).update(
         last_seen_at=now, bytes_sent=F("bytes_sent") + pending
     )
     session[SESSION_SEEN_KEY] = now.timestamp()
-    session[SESSION_PENDING_BYTES_KEY] = 0
+
+
+# Bytes of pages sent since a connection's last write, per connection, in this process. Kept in
+# memory rather than in the session so that a page does not cost a session write; a process that
+# stops loses at most LAST_SEEN_INTERVAL of page bytes (downloads are counted by event_finish).
+_pending_bytes: dict[int, int] = {}
+_pending_lock = threading.Lock()
 
 
 def connection_touch(request: HttpRequest, response: HttpResponseBase) -> None:
@@ -134,8 +139,9 @@ def connection_touch(request: HttpRequest, response: HttpResponseBase) -> None:
         if not connection_id:
             return
         if not response.streaming:
-            sent = len(response.content)
-            session[SESSION_PENDING_BYTES_KEY] = session.get(SESSION_PENDING_BYTES_KEY, 0) + sent
+            size = len(response.content)
+            with _pending_lock:
+                _pending_bytes[connection_id] = _pending_bytes.get(connection_id, 0) + size
         _touch(request, connection_id)
     except Exception:  # noqa: BLE001 - the activity log must never break the page it records.
         log.exception("could not update the activity connection")
@@ -152,7 +158,7 @@ def connection_end(request: HttpRequest, *, reason: str) -> None:
         Connection.objects.filter(pk=connection_id, ended_at__isnull=True).update(
             ended_at=now, end_reason=reason
         )
-        for key in (SESSION_KEY, SESSION_SEEN_KEY, SESSION_PENDING_BYTES_KEY):
+        for key in (SESSION_KEY, SESSION_SEEN_KEY):
             request.session.pop(key, None)
     except Exception:  # noqa: BLE001 - the activity log must never break the page it records.
         log.exception("could not end the activity connection")

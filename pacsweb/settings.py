@@ -72,6 +72,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     # Right after authentication: a user made inactive loses the session at the next request.
     "accounts.middleware.end_sessions_of_disabled_users",
+    "accounts.middleware.refresh_sessions_in_use",
     "django.contrib.messages.middleware.MessageMiddleware",
     # After sessions and authentication: it keeps the activity connection's last-seen time.
     "activity.middleware.activity_middleware",
@@ -146,7 +147,9 @@ LOGOUT_REDIRECT_URL = "landing"
 
 # Sessions end after this many seconds without a request.
 SESSION_COOKIE_AGE = env.int("SESSION_IDLE_SECONDS", default=30 * 60)
-SESSION_SAVE_EVERY_REQUEST = True
+# Not on every request: accounts.middleware.refresh_sessions_in_use writes a session in use
+# once a minute, which keeps the idle timeout without a database write per request.
+SESSION_SAVE_EVERY_REQUEST = False
 SESSION_COOKIE_SAMESITE = "Lax"
 SESSION_COOKIE_HTTPONLY = True
 

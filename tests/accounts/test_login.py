@@ -1,6 +1,7 @@
 """Logging in and out: lockout (django-axes) per user and per address, sessions, admin separation."""
 
 import datetime
+import time
 
 import pytest
 from axes.models import AccessAttempt
@@ -9,6 +10,7 @@ from django.db.models import F
 from django.test import Client
 from django.utils import timezone
 
+from accounts import middleware
 from accounts.models import User
 from pacsweb.models import ServerSetup
 
@@ -211,11 +213,16 @@ def test_idle_session_expires(client, physician):
     assert response.status_code == 302 and response["Location"].startswith("/login/")
 
 
-def test_each_request_pushes_the_idle_expiry_back(client, physician):
+def test_a_session_in_use_pushes_the_idle_expiry_back_once_a_minute(client, physician, monkeypatch):
     client.force_login(physician)
     client.get("/studies/")
     soon = timezone.now() + datetime.timedelta(seconds=5)
     Session.objects.update(expire_date=soon)
+    # Within the minute the session is not written again: no database write per request.
+    client.get("/studies/")
+    assert Session.objects.get().expire_date == soon
+    later = time.time() + middleware.SESSION_REFRESH_SECONDS + 1
+    monkeypatch.setattr(middleware.time, "time", lambda: later)
     client.get("/studies/")
     assert Session.objects.get().expire_date > soon
 

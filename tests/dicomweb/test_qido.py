@@ -239,6 +239,8 @@ def test_no_n_plus_one(make_study, physician, django_assert_max_num_queries) -> 
     for _ in range(2):
         make_study(series=(("CT", 1),))
     url = "/dicomweb/studies?includefield=00080070"
+    # The session's first request writes it once (its idle refresh); measure the ones after.
+    physician.get(url)
     with django_assert_max_num_queries(12) as small:
         physician.get(url)
     for _ in range(6):

@@ -43,6 +43,8 @@ def test_list_queries_do_not_grow_with_the_studies(admin_client, studies, make_s
 
     for study in studies:
         services.token_ensure(study=study)
+    # The first request of a session writes the session once (its idle refresh); later ones don't.
+    count()
     few = count()
     for _ in range(4):
         services.token_ensure(study=make_study(series=1, per_series=1))
