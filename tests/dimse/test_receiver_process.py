@@ -1,6 +1,9 @@
 """``manage.py dicom_receiver`` as a subprocess (two worker processes), pynetdicom as the SCU."""
 
+import os
 import re
+import signal
+import time
 
 import pydicom
 import pytest
@@ -79,7 +82,7 @@ def test_sigterm_lets_the_association_in_flight_finish(tmp_path) -> None:
         assoc = associate(running.port, (CT_IMAGE_STORAGE, [ImplicitVRLittleEndian]))
         first, second = make_dataset(), make_dataset()
         assert assoc.send_c_store(first).Status == SUCCESS
-        running.process.send_signal(15)
+        running.process.send_signal(signal.SIGTERM)
         # Stopping: the association already open is still served to its end.
         assert assoc.send_c_store(second).Status == SUCCESS
         assoc.release()
@@ -94,3 +97,29 @@ def test_sigterm_lets_the_association_in_flight_finish(tmp_path) -> None:
     # Stopped: nobody answers any more.
     with pytest.raises(AssertionError, match="refused"):
         associate(running.port, (Verification, [ImplicitVRLittleEndian]))
+
+
+def worker_pids(parent: int) -> list[int]:
+    with open(f"/proc/{parent}/task/{parent}/children") as fp:
+        return [int(pid) for pid in fp.read().split()]
+
+
+def test_a_worker_that_dies_is_replaced(tmp_path) -> None:
+    with receiver_process(tmp_path, "--processes", "2") as running:
+        first = worker_pids(running.process.pid)
+        assert len(first) == 2
+        os.kill(first[0], signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            now = worker_pids(running.process.pid)
+            if len(now) == 2 and first[0] not in now:
+                break
+            time.sleep(0.05)
+        assert len(now) == 2 and first[0] not in now and first[1] in now
+        # The receiver answers, from whichever worker takes each connection.
+        for _ in range(6):
+            assoc = associate(running.port, (Verification, [ImplicitVRLittleEndian]))
+            assert assoc.send_c_echo().Status == SUCCESS
+            assoc.release()
+        out = running.stop()
+    assert f"receiver process {first[0]} ended unexpectedly (signal 9): starting another" in out
