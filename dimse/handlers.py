@@ -5,6 +5,7 @@ instance is on disk and indexed. Every ingest outcome maps to one named C-STORE 
 Annex B.2.3), with the reason in the Error Comment, and the association goes on after a failure.
 """
 
+import io
 import logging
 import re
 import threading
@@ -116,11 +117,12 @@ def handle_store(event: Event) -> int | Dataset:
         transfer_syntax_uid=str(event.context.transfer_syntax),
     )
     try:
-        outcome = instance_ingest(
-            file=b"".join((prefix, request.DataSet.getbuffer())),
-            source=Instance.Source.RECEIVER,
-            source_detail=event.assoc.requestor.ae_title,
-        )
+        with request.DataSet.getbuffer() as dataset:
+            outcome = instance_ingest(
+                file=_Concatenation(prefix, dataset),
+                source=Instance.Source.RECEIVER,
+                source_detail=event.assoc.requestor.ae_title,
+            )
     except Exception:
         log.exception("C-STORE from %s failed", _peer(event.assoc))
         counts.failed += 1
@@ -145,6 +147,44 @@ def handle_store(event: Event) -> int | Dataset:
             outcome.reason,
         )
     return _response(outcome)
+
+
+class _Concatenation:
+    """A read-only, seekable file of ``head`` then ``tail``, neither of them copied.
+
+    The received dataset is as large as the instance: ingest reads it where it lies.
+    """
+
+    # Not a file on disk: pydicom then reads deferred values through this object.
+    name = None
+
+    def __init__(self, head: bytes, tail: memoryview) -> None:
+        self._head, self._tail = memoryview(head), tail
+        self._size = len(head) + len(tail)
+        self._position = 0
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._size}[whence]
+        if base + offset < 0:
+            raise ValueError("negative seek position")
+        self._position = base + offset
+        return self._position
+
+    def read(self, size: int = -1) -> bytes:
+        start = self._position
+        end = self._size if size is None or size < 0 else min(start + size, self._size)
+        if start >= end:
+            return b""
+        self._position = end
+        split = len(self._head)
+        if end <= split:
+            return bytes(self._head[start:end])
+        if start >= split:
+            return bytes(self._tail[start - split : end - split])
+        return bytes(self._head[start:]) + bytes(self._tail[: end - split])
 
 
 def _study_arrived(study_uid: str) -> None:
