@@ -48,16 +48,7 @@ class _RequestHandler(RequestHandler):
         super().handle()
 
     def _create_association(self) -> Association:
-        assoc = super()._create_association()
-        # pynetdicom offers no way to choose these classes, and its objects already hold state
-        # (the socket has queued the connection's first event), so they keep it and get the
-        # quicker methods (see dimse.tuning).
-        assoc.dul.socket.__class__ = tuning.ReceiverSocket
-        assoc.dul.socket.watch()
-        assoc.dul.__class__ = tuning.ReceiverDul
-        assoc.dul._run_loop_delay = tuning.DUL_LOOP_DELAY
-        assoc.dimse.__class__ = tuning.ReceiverDimse
-        return assoc
+        return tuning.tune(super()._create_association())
 
 
 class _SharedSocketServer(ThreadedAssociationServer):

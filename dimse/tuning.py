@@ -1,6 +1,6 @@
 """Where pynetdicom spends more than receiving and storing an instance does, and what replaces it.
 
-``dimse.server`` puts these into each association as pynetdicom creates it. Each keeps
+``dimse.server`` puts these into each association as pynetdicom creates it (``tune``). Each keeps
 pynetdicom's behaviour and falls back to pynetdicom's own code outside the common case. They
 follow pynetdicom 3.0's internals (the version is pinned); the tests in tests/dimse and
 tests/interop run them over real associations with pynetdicom and dcmtk peers.
@@ -15,6 +15,7 @@ import struct
 import time
 
 from pynetdicom import evt
+from pynetdicom.association import Association
 from pynetdicom.dimse import DIMSEServiceProvider
 from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.dul import DULServiceProvider
@@ -47,6 +48,20 @@ DUL_LOOP_DELAY = 0.0002
 # An A-ASSOCIATE-RQ with 128 presentation contexts of a dozen transfer syntaxes each is well
 # under this.
 LARGEST_ASSOCIATION_PDU = 1024 * 1024
+
+
+def tune(assoc: Association) -> Association:
+    """Give a new acceptor association (not started yet) the receiver's versions below.
+
+    pynetdicom offers no way to choose these classes, and its objects already hold state (the
+    socket has queued the connection's first event), so they keep it and get other methods.
+    """
+    assoc.dul.socket.__class__ = ReceiverSocket
+    assoc.dul.socket.watch()
+    assoc.dul.__class__ = ReceiverDul
+    assoc.dul._run_loop_delay = DUL_LOOP_DELAY
+    assoc.dimse.__class__ = ReceiverDimse
+    return assoc
 
 
 class PresentationContexts(list):
