@@ -4,6 +4,7 @@ import os
 import re
 import signal
 import time
+from pathlib import Path
 
 import pydicom
 import pytest
@@ -100,13 +101,23 @@ def test_sigterm_lets_the_association_in_flight_finish(tmp_path) -> None:
 
 
 def worker_pids(parent: int) -> list[int]:
-    with open(f"/proc/{parent}/task/{parent}/children") as fp:
-        return [int(pid) for pid in fp.read().split()]
+    # Children are listed per thread of the parent: whichever thread started them.
+    pids = []
+    for task in Path(f"/proc/{parent}/task").iterdir():
+        pids += [int(pid) for pid in (task / "children").read_text().split()]
+    return sorted(pids)
+
+
+def wait_for_workers(parent: int, count: int) -> list[int]:
+    deadline = time.monotonic() + 30
+    while len(pids := worker_pids(parent)) != count and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return pids
 
 
 def test_a_worker_that_dies_is_replaced(tmp_path) -> None:
     with receiver_process(tmp_path, "--processes", "2") as running:
-        first = worker_pids(running.process.pid)
+        first = wait_for_workers(running.process.pid, 2)
         assert len(first) == 2
         os.kill(first[0], signal.SIGKILL)
         deadline = time.monotonic() + 30
