@@ -125,19 +125,19 @@ def make_server(*, sock: socket.socket, options: ReceiverOptions) -> ThreadedAss
 def serve(*, sock: socket.socket, options: ReceiverOptions, handle_sigint: bool) -> None:
     """Serve associations from ``sock`` in this process until asked to stop."""
     server = make_server(sock=sock, options=options)
-    stop = threading.Event()
+    stop_requested = threading.Event()
     # A second SIGINT (Ctrl-C pressed again) or, in a worker, a second SIGTERM from the parent
     # aborts the associations in flight. A SIGTERM after a Ctrl-C (as a supervisor sends when
     # the terminal has already interrupted the whole process group) still waits for them.
     escalate = signal.SIGINT if handle_sigint else signal.SIGTERM
 
     def on_signal(signum: int, frame: object) -> None:
-        if stop.is_set() and signum == escalate:
+        if stop_requested.is_set() and signum == escalate:
             active = server.active_associations
             log.warning("stopping now: aborting %d associations", len(active))
             for assoc in active:
                 assoc.abort()
-        stop.set()
+        stop_requested.set()
 
     signal.signal(signal.SIGTERM, on_signal)
     # A worker ignores Ctrl-C: the terminal sends it to the whole process group, and the parent
@@ -147,10 +147,16 @@ def serve(*, sock: socket.socket, options: ReceiverOptions, handle_sigint: bool)
     parent = os.getppid()
     thread = threading.Thread(target=server.serve_forever, name="dicom-accept", daemon=True)
     thread.start()
-    while not stop.wait(PARENT_CHECK_SECONDS):
+    while not stop_requested.wait(PARENT_CHECK_SECONDS):
         if not handle_sigint and os.getppid() != parent:
             log.warning("the receiver's parent process is gone: stopping")
-            stop.set()
+            stop_requested.set()
+    stop(server)
+    connections.close_all()
+
+
+def stop(server: ThreadedAssociationServer) -> None:
+    """Stop accepting, then wait for the associations in flight to end."""
     server.shutdown()
     in_flight = []
     for assoc in server.active_associations:
@@ -162,7 +168,6 @@ def serve(*, sock: socket.socket, options: ReceiverOptions, handle_sigint: bool)
         log.info("waiting for %d associations in flight", len(in_flight))
     for assoc in in_flight:
         assoc.join()
-    connections.close_all()
 
 
 def _drop_unassociated(assoc: Association) -> None:

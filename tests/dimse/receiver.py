@@ -74,9 +74,7 @@ def in_process_scp(**option_overrides: int | str) -> Iterator[int]:
     try:
         yield sock.getsockname()[1]
     finally:
-        scp.shutdown()
-        for assoc in scp.active_associations:
-            assoc.join()
+        server.stop(scp)
         thread.join()
 
 

@@ -3,6 +3,7 @@
 import errno
 import io
 import logging
+import socket
 import time
 from pathlib import Path
 
@@ -268,17 +269,13 @@ def test_aborted_association_keeps_what_was_acknowledged_and_leaves_no_temp_file
 
 
 def test_a_pdu_longer_than_the_limit_drops_the_connection_before_it_is_read(caplog) -> None:
-    with in_process_scp(max_pdu=65536) as port:
-        assoc = associate(port, (CT_IMAGE_STORAGE, [ExplicitVRLittleEndian]))
-        sock = assoc.dul.socket.socket
-        # A P-DATA-TF PDU header announcing 3 GB, then nothing: a receiver that believed it
-        # would allocate or wait for 3 GB.
-        sock.sendall(b"\x04\x00" + (3 * 1024**3).to_bytes(4, "big"))
+    with in_process_scp() as port, socket.create_connection(("127.0.0.1", port)) as sock:
+        # An A-ASSOCIATE-RQ PDU header announcing 3 GB, then nothing: a receiver that believed
+        # it would allocate or wait for 3 GB.
+        sock.sendall(b"\x01\x00" + (3 * 1024**3).to_bytes(4, "big"))
         sock.settimeout(10)
         # The receiver closes the connection at once.
-        leftover = sock.recv(1024)
-        assoc.abort()
-    assert leftover == b""
+        assert sock.recv(1024) == b""
     assert any("announces a PDU of 3221225472 bytes" in r.getMessage() for r in caplog.records)
 
 
