@@ -324,6 +324,9 @@ def main() -> None:
             raise SystemExit(f"{tool} is missing: apt-get install dcmtk")
     senders = [int(n) for n in args.senders.split(",")]
     databases = [d for d in args.databases.split(",") if d]
+    # Both servers are measured in the same conditions; the load says what those were (other
+    # work on the machine slows the receiver's fsyncs and Python threads more than storescp).
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="pacsweb-bench-") as tmp:
         work = Path(tmp)
         log(f"Generating the test sets in {work}")
@@ -343,6 +346,10 @@ def main() -> None:
                     )
                     rows.append((label, kind, reference, result))
         log("")
+        log(
+            f"receiver: {args.processes or os.cpu_count()} processes; machine load average "
+            f"{load_before:.1f} before, {os.getloadavg()[0]:.1f} after"
+        )
         log(
             f"{'set':<38} {'db':<9} {'storescp inst/s':>15} {'MB/s':>7} "
             f"{'pacsweb inst/s':>15} {'MB/s':>7} {'ratio':>6} {'peak RSS':>9} {'CPU/inst':>9} {'cores':>5}"
