@@ -74,7 +74,10 @@ class Command(BaseCommand):
         findings = Findings()
         indexed = dict(Instance.objects.values_list("path", "id").iterator())
         findings.rows = len(indexed)
-        sizes = dict(Instance.objects.values_list("path", "size").iterator()) if verify else {}
+        expected = {}
+        if verify:
+            rows = Instance.objects.values_list("path", "size", "crc32").iterator()
+            expected = {path: (size, crc) for path, size, crc in rows}
         settled_before = time.time() - SETTLE_SECONDS
         # As many files as rows when all is well.
         progress = Progress(self.stderr, title="checking files", total=len(indexed))
@@ -93,7 +96,7 @@ class Command(BaseCommand):
                 continue
             seen.add(relative)
             if verify:
-                problem = _content_problem(relative, sizes[relative], indexed[relative])
+                problem = _content_problem(relative, *expected[relative])
                 if problem:
                     findings.mismatches.append((relative, problem))
         progress.finish()
@@ -163,7 +166,7 @@ def _modified(relative: str) -> float:
         return time.time()
 
 
-def _content_problem(relative: str, size: int, pk: int) -> str:
+def _content_problem(relative: str, size: int, expected_crc: int) -> str:
     crc = length = 0
     with storage.open_file(relative) as fp:
         while chunk := fp.read(1024 * 1024):
@@ -171,7 +174,6 @@ def _content_problem(relative: str, size: int, pk: int) -> str:
             crc = zlib.crc32(chunk, crc)
     if length != size:
         return f"{length} bytes where {size} were stored"
-    expected = Instance.objects.values_list("crc32", flat=True).get(pk=pk)
-    if crc != expected:
-        return f"CRC-32 {crc:08x} where {expected:08x} was stored"
+    if crc != expected_crc:
+        return f"CRC-32 {crc:08x} where {expected_crc:08x} was stored"
     return ""
