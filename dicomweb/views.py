@@ -10,6 +10,7 @@ import json
 from collections.abc import Callable
 
 from django.conf import settings
+from django.db.models import QuerySet
 from django.http import (
     FileResponse,
     HttpRequest,
@@ -38,7 +39,7 @@ from dicomweb.access import (
 )
 from dicomweb.multipart import MultipartError, new_boundary, parse_accept, parse_media_type
 from studies import storage
-from studies.models import Instance
+from studies.models import Instance, Study
 from studies.selectors import instances_of_series
 
 DICOM_JSON = "application/dicom+json"
@@ -223,11 +224,15 @@ def study(request: HttpRequest, scope: Scope, study_uid: str) -> HttpResponse:
     found = study_in_scope(scope, study_uid)
     if found is None:
         return not_found()
-    instances = Instance.objects.filter(series__study=found)
+    return _retrieve(request, _study_instances(scope, found), study_uid=study_uid, what="study")
+
+
+def _study_instances(scope: Scope, study: Study) -> QuerySet[Instance]:
+    """A study's instances within the scope (a Weasis grant may cover some series only)."""
+    instances = Instance.objects.filter(series__study=study)
     if scope.series_uids is not None:
         instances = instances.filter(series__series_uid__in=scope.series_uids)
-    instances = instances.order_by("series__series_number", "series_id", "instance_number", "pk")
-    return _retrieve(request, instances, study_uid=study_uid, what="study")
+    return instances.order_by("series__series_number", "series_id", "instance_number", "pk")
 
 
 @require_GET
@@ -275,11 +280,7 @@ def study_metadata(request: HttpRequest, scope: Scope, study_uid: str) -> HttpRe
     found = study_in_scope(scope, study_uid)
     if found is None:
         return not_found()
-    instances = Instance.objects.filter(series__study=found)
-    if scope.series_uids is not None:
-        instances = instances.filter(series__series_uid__in=scope.series_uids)
-    instances = instances.order_by("series__series_number", "series_id", "instance_number", "pk")
-    return _metadata(request, instances, study_uid=study_uid, what="study")
+    return _metadata(request, _study_instances(scope, found), study_uid=study_uid, what="study")
 
 
 @require_GET
