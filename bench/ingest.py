@@ -185,15 +185,24 @@ def send(port: int, paths: list[Path], senders: int, progress_folder: Path, labe
         )
         for part in slices
     ]
-    while any(p.poll() is None for p in processes):
-        done = count_files(progress_folder)
-        print(f"\r  {label}: {done}/{len(paths)} stored", end="", flush=True)
-        time.sleep(0.5)
+    finished = threading.Event()
+
+    def show_progress() -> None:
+        while not finished.wait(0.5):
+            done = count_files(progress_folder)
+            print(f"\r  {label}: {done}/{len(paths)} stored", end="", flush=True)
+
+    progress = threading.Thread(target=show_progress, daemon=True)
+    progress.start()
+    # The time ends when the last sender has its last response (its process exits).
+    errors = [p.communicate()[1] for p in processes]
     seconds = time.perf_counter() - start
-    print(f"\r  {label}: {len(paths)}/{len(paths)} sent in {seconds:.1f} s", flush=True)
-    for p in processes:
+    finished.set()
+    progress.join()
+    print(f"\r  {label}: {len(paths)}/{len(paths)} sent in {seconds:.2f} s", flush=True)
+    for p, error in zip(processes, errors, strict=True):
         if p.returncode != 0:
-            raise SystemExit(f"storescu failed: {p.stderr.read().decode()[-2000:]}")
+            raise SystemExit(f"storescu failed: {error.decode()[-2000:]}")
     return seconds
 
 
