@@ -39,7 +39,7 @@ from dicomweb.access import (
 )
 from dicomweb.multipart import MultipartError, new_boundary, parse_accept, parse_media_type
 from studies import storage
-from studies.models import Instance, Study
+from studies.models import Instance
 from studies.selectors import instances_of_series
 
 DICOM_JSON = "application/dicom+json"
@@ -221,14 +221,29 @@ def _retrieve(request: HttpRequest, instances, *, study_uid: str, what: str) -> 
 def study(request: HttpRequest, scope: Scope, study_uid: str) -> HttpResponse:
     if request.method == "POST":
         return _stow(request, scope, study_uid=study_uid)
-    found = study_in_scope(scope, study_uid)
-    if found is None:
+    instances = _scoped_instances(scope, study_uid)
+    if instances is None:
         return not_found()
-    return _retrieve(request, _study_instances(scope, found), study_uid=study_uid, what="study")
+    return _retrieve(request, instances, study_uid=study_uid, what="study")
 
 
-def _study_instances(scope: Scope, study: Study) -> QuerySet[Instance]:
-    """A study's instances within the scope (a Weasis grant may cover some series only)."""
+def _scoped_instances(
+    scope: Scope, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None
+) -> QuerySet[Instance] | None:
+    """The instances a WADO-RS path names, within the scope; None if it names nothing visible.
+
+    A Weasis grant may cover some series of a study only, so a study's instances are filtered
+    by the scope's series as well.
+    """
+    if sop_uid is not None:
+        found = instance_in_scope(scope, study_uid, series_uid, sop_uid)
+        return None if found is None else Instance.objects.filter(pk=found.pk)
+    if series_uid is not None:
+        series = series_in_scope(scope, study_uid, series_uid)
+        return None if series is None else instances_of_series(series)
+    study = study_in_scope(scope, study_uid)
+    if study is None:
+        return None
     instances = Instance.objects.filter(series__study=study)
     if scope.series_uids is not None:
         instances = instances.filter(series__series_uid__in=scope.series_uids)
@@ -238,10 +253,10 @@ def _study_instances(scope: Scope, study: Study) -> QuerySet[Instance]:
 @require_GET
 @with_scope
 def series(request: HttpRequest, scope: Scope, study_uid: str, series_uid: str) -> HttpResponse:
-    found = series_in_scope(scope, study_uid, series_uid)
-    if found is None:
+    instances = _scoped_instances(scope, study_uid, series_uid)
+    if instances is None:
         return not_found()
-    return _retrieve(request, instances_of_series(found), study_uid=study_uid, what="series")
+    return _retrieve(request, instances, study_uid=study_uid, what="series")
 
 
 @require_GET
@@ -249,12 +264,10 @@ def series(request: HttpRequest, scope: Scope, study_uid: str, series_uid: str) 
 def instance(
     request: HttpRequest, scope: Scope, study_uid: str, series_uid: str, sop_uid: str
 ) -> HttpResponse:
-    found = instance_in_scope(scope, study_uid, series_uid, sop_uid)
-    if found is None:
+    instances = _scoped_instances(scope, study_uid, series_uid, sop_uid)
+    if instances is None:
         return not_found()
-    return _retrieve(
-        request, Instance.objects.filter(pk=found.pk), study_uid=study_uid, what="instance"
-    )
+    return _retrieve(request, instances, study_uid=study_uid, what="instance")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -277,10 +290,10 @@ def _metadata(request: HttpRequest, instances, *, study_uid: str, what: str) -> 
 @require_GET
 @with_scope
 def study_metadata(request: HttpRequest, scope: Scope, study_uid: str) -> HttpResponse:
-    found = study_in_scope(scope, study_uid)
-    if found is None:
+    instances = _scoped_instances(scope, study_uid)
+    if instances is None:
         return not_found()
-    return _metadata(request, _study_instances(scope, found), study_uid=study_uid, what="study")
+    return _metadata(request, instances, study_uid=study_uid, what="study")
 
 
 @require_GET
@@ -288,10 +301,10 @@ def study_metadata(request: HttpRequest, scope: Scope, study_uid: str) -> HttpRe
 def series_metadata(
     request: HttpRequest, scope: Scope, study_uid: str, series_uid: str
 ) -> HttpResponse:
-    found = series_in_scope(scope, study_uid, series_uid)
-    if found is None:
+    instances = _scoped_instances(scope, study_uid, series_uid)
+    if instances is None:
         return not_found()
-    return _metadata(request, instances_of_series(found), study_uid=study_uid, what="series")
+    return _metadata(request, instances, study_uid=study_uid, what="series")
 
 
 @require_GET
@@ -299,12 +312,10 @@ def series_metadata(
 def instance_metadata(
     request: HttpRequest, scope: Scope, study_uid: str, series_uid: str, sop_uid: str
 ) -> HttpResponse:
-    found = instance_in_scope(scope, study_uid, series_uid, sop_uid)
-    if found is None:
+    instances = _scoped_instances(scope, study_uid, series_uid, sop_uid)
+    if instances is None:
         return not_found()
-    return _metadata(
-        request, Instance.objects.filter(pk=found.pk), study_uid=study_uid, what="instance"
-    )
+    return _metadata(request, instances, study_uid=study_uid, what="instance")
 
 
 # ---------------------------------------------------------------------------------------------
