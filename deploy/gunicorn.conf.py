@@ -77,3 +77,13 @@ proc_name = "pacsweb-web"
 # gunicorn's control socket sits at one fixed path per user, which several servers on one
 # machine (tests, benchmarks) would fight over; pacsweb does not use it.
 control_socket_disable = True
+
+
+def worker_int(worker) -> None:
+    """Quick shutdown (SIGINT, SIGQUIT) ends a worker at once.
+
+    gunicorn exits the worker with ``sys.exit``, and Python then joins the request threads: one
+    still blocked on a client's socket kept the worker alive until the arbiter killed it after
+    ``graceful_timeout``. SIGTERM stays the graceful stop that lets requests in flight finish.
+    """
+    os._exit(0)
