@@ -128,7 +128,8 @@ AUTH_USER_MODEL = "accounts.User"
 AUTHENTICATION_BACKENDS = [
     # Axes first: it refuses locked-out attempts before the password is even checked.
     "axes.backends.AxesStandaloneBackend",
-    "django.contrib.auth.backends.ModelBackend",
+    # Django's ModelBackend with a lean read of the session's user on every request.
+    "accounts.backends.ModelBackend",
 ]
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -150,6 +151,8 @@ SESSION_COOKIE_AGE = env.int("SESSION_IDLE_SECONDS", default=30 * 60)
 # Not on every request: accounts.middleware.refresh_sessions_in_use writes a session in use
 # once a minute, which keeps the idle timeout without a database write per request.
 SESSION_SAVE_EVERY_REQUEST = False
+# Database sessions, read per request with one lean query instead of a queryset.
+SESSION_ENGINE = "accounts.sessions"
 SESSION_COOKIE_SAMESITE = "Lax"
 SESSION_COOKIE_HTTPONLY = True
 
