@@ -14,6 +14,7 @@ import signal
 import socket
 import socketserver
 import threading
+import time
 from dataclasses import dataclass
 
 from django.db import connections
@@ -29,6 +30,9 @@ log = logging.getLogger(__name__)
 LISTEN_BACKLOG = 128
 # How often a worker checks that its parent is still there (it stops when orphaned).
 PARENT_CHECK_SECONDS = 1.0
+# How long a worker lets a new connection wait for a less busy worker, per association it
+# already serves.
+ACCEPT_DEFER_SECONDS = 0.003
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,16 @@ class _SharedSocketServer(ThreadedAssociationServer):
     def server_activate(self) -> None:
         # The parent process called listen() before forking the workers.
         pass
+
+    def _handle_request_noblock(self) -> None:
+        # Every worker wakes up for a new connection and the first to call accept() takes it,
+        # which is often a busy one: its associations then share one core while another worker
+        # idles (4 senders on 2 workers went 3 + 1). A busy worker tries a little later, so
+        # an idle one takes the connection; if none does, the busy one still gets it.
+        busy = len(self.active_associations)
+        if busy:
+            time.sleep(ACCEPT_DEFER_SECONDS * min(busy, 10))
+        super()._handle_request_noblock()
 
     def shutdown(self) -> None:
         # pynetdicom's shutdown() also unregisters the server from its AE, which only knows the
