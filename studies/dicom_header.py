@@ -50,6 +50,8 @@ class PixelData:
     vr: str
     value_start: int
     length: int  # 0xFFFFFFFF for encapsulated (undefined length) pixel data.
+    # What native pixel data must hold by the image attributes, when they say.
+    expected_length: int | None = None
 
 
 @dataclass
@@ -165,6 +167,7 @@ def _pixel_data_at(fp: BinaryIO, position: int, file_size: int, ds: Dataset) -> 
             12,
         )
     value_start += position
+    expected = None
     if length != 0xFFFFFFFF:
         if value_start + length > file_size:
             raise InvalidDicom(
@@ -174,12 +177,14 @@ def _pixel_data_at(fp: BinaryIO, position: int, file_size: int, ds: Dataset) -> 
             expected = get_expected_length(ds)
         except (AttributeError, TypeError, ValueError, KeyError):
             expected = None
+        if not isinstance(expected, int):
+            expected = None
         # Native pixel data must hold every frame the image attributes announce.
-        if tag == 0x7FE00010 and isinstance(expected, int) and length < expected:
+        if tag == 0x7FE00010 and expected is not None and length < expected:
             raise InvalidDicom(
                 f"the pixel data is truncated ({length} bytes where the image needs {expected})"
             )
-    return PixelData(tag, vr, value_start, length)
+    return PixelData(tag, vr, value_start, length, expected)
 
 
 def _transfer_syntax(ds: Dataset, meta: FileMetaDataset) -> str:
@@ -356,7 +361,7 @@ def _frames(fp: BinaryIO, ds: Dataset, pixel: PixelData, file_size: int) -> list
     if frames < 1:
         return None
     if pixel.length != 0xFFFFFFFF:
-        return _native_frames(ds, frames, pixel.value_start, pixel.length)
+        return _native_frames(ds, frames, pixel)
     fp.seek(pixel.value_start)
     # Encapsulated data is bounded by the file, which the caller has already bounded.
     return _encapsulated_frames(
@@ -364,19 +369,17 @@ def _frames(fp: BinaryIO, ds: Dataset, pixel: PixelData, file_size: int) -> list
     )
 
 
-def _native_frames(ds: Dataset, frames: int, start: int, length: int) -> list | None:
+def _native_frames(ds: Dataset, frames: int, pixel: PixelData) -> list | None:
+    total = pixel.expected_length
     try:
         bits = int(ds.BitsAllocated)
-        total = get_expected_length(ds)
     except (AttributeError, TypeError, ValueError, KeyError):
         return None
     # Bit-packed frames (BitsAllocated 1) need not start on a byte boundary (PS3.5 8.1.1).
-    if bits % 8 or total == 0 or total % frames:
+    if total is None or bits % 8 or total == 0 or total % frames or total > pixel.length:
         return None
     frame_bytes = total // frames
-    if total > length:
-        return None
-    return [[[start + i * frame_bytes, frame_bytes]] for i in range(frames)]
+    return [[[pixel.value_start + i * frame_bytes, frame_bytes]] for i in range(frames)]
 
 
 def _encapsulated_frames(ds: Dataset, frames: int, start: int, value: bytes) -> list | None:

@@ -41,23 +41,36 @@ def write(relative: str, chunks: Iterable[bytes]) -> tuple[int, int]:
 
     Raises StorageFull when the disk is full, and leaves no temporary file behind on any error.
     """
-    final = absolute(relative)
-    folder = final.parent
-    folder.mkdir(parents=True, exist_ok=True)
-    temp = folder / f"{TEMP_PREFIX}{final.name}"
+    # Plain strings and os calls: this runs for every instance received.
+    final = os.path.join(root(), relative)
+    folder, name = os.path.split(final)
+    temp = os.path.join(folder, TEMP_PREFIX + name)
     size = crc = 0
     try:
-        with open(temp, "xb") as fp:
+        try:
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileNotFoundError:
+            # The folder's first file.
+            os.makedirs(folder, exist_ok=True)
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
             for chunk in chunks:
-                fp.write(chunk)
+                with memoryview(chunk) as view:
+                    written = 0
+                    while written < len(view):
+                        written += os.write(fd, view[written:])
                 size += len(chunk)
                 crc = zlib.crc32(chunk, crc)
-            fp.flush()
-            os.fsync(fp.fileno())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.rename(temp, final)
         _fsync_folder(folder)
     except BaseException as exc:
-        temp.unlink(missing_ok=True)
+        try:
+            os.unlink(temp)
+        except FileNotFoundError:
+            pass
         if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
             raise StorageFull(str(exc)) from exc
         raise
@@ -82,7 +95,7 @@ def iter_files() -> Iterable[str]:
             yield str(Path(dirpath, name).relative_to(base))
 
 
-def _fsync_folder(folder: Path) -> None:
+def _fsync_folder(folder: str) -> None:
     # The rename is only durable once the folder entry itself reaches the disk.
     fd = os.open(folder, os.O_RDONLY)
     try:
