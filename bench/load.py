@@ -5,16 +5,19 @@
 
 The server is started the way a deployment starts it (``manage.py run_web``: gunicorn with
 deploy/gunicorn.conf.py, its gthread workers and threads), on a scratch data folder filled with
-demo studies and one ~200 MB study to download. First one client browses alone (the unloaded
-reference); then ``--browsers`` client processes browse (search, patient, study and series
+demo studies and one ~200 MB study to download. The workers are warmed up first (every page
+served on several connections, unmeasured). Then one client browses alone (the unloaded
+reference); then ``--browsers`` client processes, all logged in before the clock starts, browse (search, patient, study and series
 pages) while ``--downloaders`` processes download the big study's zip over and over, for
 ``--seconds``, each at most at ``--download-rate`` (on loopback an unlimited client would take
-the CPU a real network leaves free; physicians download over a line, not loopback). It prints page latency (median, p95) unloaded and loaded, their ratio (target:
+the CPU a real network leaves free; physicians download over a line, not loopback). It prints
+page latency (median, p95) unloaded and loaded, their ratio (target:
 p95 within 3x), download throughput, and every error (target: none). Loopback only; bounded in
 time and count.
 """
 
 import argparse
+import concurrent.futures
 import http.client
 import multiprocessing
 import os
@@ -159,16 +162,20 @@ def log_in(port: int) -> str:
     return f"sessionid={session.group(1)}"
 
 
-def browse(port: int, pages: list[str], seconds: float, offset: int, think: float, results) -> None:
-    """One client: log in, then visit the pages in turn until the time is up.
+def browse(
+    port: int, pages: list[str], seconds: float, think: float, offset: int, cookie: str
+) -> tuple[list[float], list[str]]:
+    """One client visits the pages in turn until the time is up; returns latencies and errors.
 
-    Between pages it waits ``think`` seconds on average, as a person reading a page does.
+    Between pages it waits ``think`` seconds on average, as a person reading a page does. Its
+    first page comes after a random part of that wait: people do not all click at the same
+    instant, and clients released together would otherwise send twenty pages at once.
     """
     rng = random.Random(offset)
-    cookie = log_in(port)
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     latencies, errors = [], []
     deadline = time.monotonic() + seconds
+    time.sleep(rng.uniform(0, think))
     i = offset
     while time.monotonic() < deadline and len(latencies) < 10_000:
         path = pages[i % len(pages)]
@@ -185,15 +192,32 @@ def browse(port: int, pages: list[str], seconds: float, offset: int, think: floa
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
         latencies.append(time.perf_counter() - started)
         time.sleep(rng.uniform(0.5, 1.5) * think)
+    return latencies, errors
+
+
+def browser(port, pages, seconds, think, offset, ready, results) -> None:
+    """A browsing client process: logs in, waits for every client to be ready, then browses.
+
+    Logging in hashes the password on purpose slowly (PBKDF2, about half a second of CPU), so
+    twenty logins at once fill both cores for seconds: they are done before the clock starts,
+    or the figures would measure a login storm rather than browsing beside downloads.
+    """
+    cookie = log_in(port)
+    ready.wait()
+    latencies, errors = browse(port, pages, seconds, think, offset, cookie)
     results.put(("pages", latencies, errors))
 
 
-def download(port: int, seconds: float, rate: str, results) -> None:
+def download(port: int, seconds: float, rate: str, ready, results) -> None:
     """One client downloading the big study's zip over and over until the time is up."""
     cookie = log_in(port)
+    ready.wait()
     url = f"http://127.0.0.1:{port}/studies/study/{BIG_STUDY}/download"
     sizes, times, errors = [], [], []
     deadline = time.monotonic() + seconds
+    # Downloads, too, start at moments of their own rather than all at once (random is
+    # reseeded in each forked process).
+    time.sleep(random.uniform(0, 1))
     while time.monotonic() < deadline and len(sizes) < 1000:
         result = subprocess.run(
             ["curl", "-sS", "-o", "/dev/null", "--limit-rate", rate, "-H", f"Cookie: {cookie}"]
@@ -211,6 +235,18 @@ def download(port: int, seconds: float, rate: str, results) -> None:
     results.put(("downloads", (sizes, times), errors))
 
 
+def warm_up(port: int, pages: list[str], cookie: str, workers: int) -> None:
+    """Visit every page on several connections at once, so that every worker process has served
+    each kind of page before anything is measured.
+
+    A worker's first pages load the URL configuration and compile templates; without this, those
+    slow first requests land in whichever phase reaches a worker first.
+    """
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+        for _ in range(3):
+            list(pool.map(lambda n: browse(port, pages, 0.5, 0, n, cookie), range(workers)))
+
+
 def summary(latencies: list[float]) -> tuple[float, float]:
     ordered = sorted(latencies)
     return statistics.median(ordered), ordered[max(0, int(len(ordered) * 0.95) - 1)]
@@ -224,26 +260,33 @@ def main() -> None:
     print(f"web server on http://127.0.0.1:{port}/ ({len(pages)} pages in the browsing loop)")
     context = multiprocessing.get_context("fork")
     results = context.Queue()
+    ready = context.Barrier(args.browsers + args.downloaders + 1)
     try:
+        cookie = log_in(port)
+        warm_up(port, pages, cookie, 4 * os.cpu_count())
         print(f"unloaded: 1 client browsing for {args.seconds / 2:.0f} s ...", flush=True)
         # Alone, the client needs no think time: its latencies are the reference either way.
-        browse(port, pages, args.seconds / 2, 0, 0.05, results)
-        _, alone, alone_errors = results.get()
+        alone, errors = browse(port, pages, args.seconds / 2, 0.05, 0, cookie)
         print(
             f"loaded: {args.browsers} clients browsing and {args.downloaders} downloading "
-            f"for {args.seconds:.0f} s ...",
+            f"for {args.seconds:.0f} s (logging them in first) ...",
             flush=True,
         )
         workers = [
-            context.Process(target=browse, args=(port, pages, args.seconds, n, args.think, results))
+            context.Process(
+                target=browser, args=(port, pages, args.seconds, args.think, n, ready, results)
+            )
             for n in range(args.browsers)
         ] + [
-            context.Process(target=download, args=(port, args.seconds, args.download_rate, results))
+            context.Process(
+                target=download, args=(port, args.seconds, args.download_rate, ready, results)
+            )
             for _ in range(args.downloaders)
         ]
         for worker in workers:
             worker.start()
-        loaded, errors, sizes, times = [], list(alone_errors), [], []
+        ready.wait(timeout=300)
+        loaded, sizes, times = [], [], []
         for _ in workers:
             kind, data, worker_errors = results.get(timeout=args.seconds + 600)
             errors += worker_errors
