@@ -307,20 +307,29 @@ def metadata_json(parsed: ParsedFile) -> str:
     bulk = _deferred_tags(ds)
     if parsed.pixel_data is not None:
         bulk[parsed.pixel_data.tag] = parsed.pixel_data.vr
-    header = Dataset()
+    data = {}
     for tag in ds.keys():
+        number = int(tag)
         # Group lengths (gggg,0000) are not part of the JSON model (PS3.18 F.2).
-        if int(tag) not in bulk and tag.element != 0:
-            header.add(ds[tag])
-    data = header.to_json_dict(
-        bulk_data_threshold=DEFER_BYTES,
-        bulk_data_element_handler=lambda elem: f"bulk/{int(elem.tag):08X}",
-        suppress_invalid_tags=True,
-    )
+        if number in bulk or tag.element == 0:
+            continue
+        element = ds[tag]
+        # Element by element rather than with Dataset.to_json_dict, whose suppress_invalid_tags
+        # switches pydicom's process-wide validation mode, under other threads' reads too.
+        try:
+            data[f"{number:08X}"] = element.to_json_dict(
+                bulk_data_element_handler=_bulk_uri, bulk_data_threshold=DEFER_BYTES
+            )
+        except Exception:  # noqa: BLE001, S112 - a value JSON cannot hold is left out.
+            continue
     for tag, vr in bulk.items():
         data[f"{tag:08X}"] = {"vr": vr, "BulkDataURI": f"bulk/{tag:08X}"}
     _to_json_model(data)
     return json.dumps(dict(sorted(data.items())), separators=(",", ":"), ensure_ascii=False)
+
+
+def _bulk_uri(element: object) -> str:
+    return f"bulk/{int(element.tag):08X}"
 
 
 def _to_json_model(data: dict) -> None:
