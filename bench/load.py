@@ -163,9 +163,16 @@ def log_in(port: int) -> str:
 
 
 def browse(
-    port: int, pages: list[str], seconds: float, think: float, offset: int, cookie: str
+    port: int,
+    pages: list[str],
+    seconds: float,
+    think: float,
+    offset: int,
+    cookie: str,
+    count: int = 10_000,
 ) -> tuple[list[float], list[str]]:
-    """One client visits the pages in turn until the time is up; returns latencies and errors.
+    """One client visits ``count`` pages in turn or until the time is up; returns latencies and
+    errors.
 
     Between pages it waits ``think`` seconds on average, as a person reading a page does. Its
     first page comes after a random part of that wait: people do not all click at the same
@@ -177,7 +184,7 @@ def browse(
     deadline = time.monotonic() + seconds
     time.sleep(rng.uniform(0, think))
     i = offset
-    while time.monotonic() < deadline and len(latencies) < 10_000:
+    while time.monotonic() < deadline and len(latencies) < count:
         path = pages[i % len(pages)]
         i += 1
         started = time.perf_counter()
@@ -244,7 +251,33 @@ def warm_up(port: int, pages: list[str], cookie: str, workers: int) -> None:
     """
     with concurrent.futures.ThreadPoolExecutor(workers) as pool:
         for _ in range(3):
-            list(pool.map(lambda n: browse(port, pages, 0.5, 0, n, cookie), range(workers)))
+            list(
+                pool.map(
+                    lambda n: browse(port, pages, 60, 0, n, cookie, len(pages)), range(workers)
+                )
+            )
+
+
+def cpu_seconds(server_pid: int) -> tuple[float, float, float, float]:
+    """CPU seconds so far of the server (master and workers), of this benchmark's finished
+    client processes, and of the whole machine; and the time they were read at.
+
+    The machine is shared: what other work takes is printed with the figures, so that a slow run
+    can be told from a slow server.
+    """
+    tick = os.sysconf("SC_CLK_TCK")
+    server = 0.0
+    for pid in [
+        server_pid,
+        *Path(f"/proc/{server_pid}/task/{server_pid}/children").read_text().split(),
+    ]:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        server += (int(fields[11]) + int(fields[12])) / tick
+    clients = os.times().children_user + os.times().children_system
+    busy = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    # user nice system idle iowait irq softirq steal: all but idle and iowait are busy.
+    machine = sum(int(v) for i, v in enumerate(busy[:8]) if i not in (3, 4)) / tick
+    return server, clients, machine, time.monotonic()
 
 
 def summary(latencies: list[float]) -> tuple[float, float]:
@@ -286,6 +319,7 @@ def main() -> None:
         for worker in workers:
             worker.start()
         ready.wait(timeout=300)
+        cpu_before = cpu_seconds(server.pid)
         loaded, sizes, times = [], [], []
         for _ in workers:
             kind, data, worker_errors = results.get(timeout=args.seconds + 600)
@@ -297,6 +331,7 @@ def main() -> None:
                 times += data[1]
         for worker in workers:
             worker.join()
+        cpu = [a - b for a, b in zip(cpu_seconds(server.pid), cpu_before, strict=True)]
     finally:
         server.send_signal(2)
         server.wait(timeout=60)
@@ -316,6 +351,11 @@ def main() -> None:
             f"zip downloads: {len(sizes)} complete, {sum(sizes) / MB:.0f} MB, "
             f"{sum(sizes) / MB / sum(times):.0f} MB/s each on average"
         )
+    server_cpu, client_cpu, machine_cpu = (c / cpu[3] for c in cpu[:3])
+    print(
+        f"CPU while loaded, in cores of {os.cpu_count()}: server {server_cpu:.2f}, clients "
+        f"{client_cpu:.2f}, other work on the machine {machine_cpu - server_cpu - client_cpu:.2f}"
+    )
     print(f"errors: {len(errors)} (target: 0)")
     for error in errors[:20]:
         print(f"  {error}")
