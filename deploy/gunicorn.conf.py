@@ -8,6 +8,7 @@ process, so that Django is imported only in the workers, with the SSL switch in 
 import json
 import multiprocessing
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -79,11 +80,23 @@ proc_name = "pacsweb-web"
 control_socket_disable = True
 
 
-def worker_int(worker) -> None:
-    """Quick shutdown (SIGINT, SIGQUIT) ends a worker at once.
+def _exit_now(signum: int, frame: object) -> None:
+    os._exit(0)
 
-    gunicorn exits the worker with ``sys.exit``, and Python then joins the request threads: one
-    still blocked on a client's socket kept the worker alive until the arbiter killed it after
+
+def worker_int(worker) -> None:
+    """Quick shutdown (SIGINT, SIGQUIT) ends a worker at once, even while it starts up.
+
+    gunicorn's own handler first shuts the request thread pool down, which blocks forever when
+    the signal lands while the main thread holds the pool's lock (submitting a connection), and
+    then exits with ``sys.exit``, which joins request threads still blocked on a client's
+    socket: either kept ``run_web`` from stopping until the arbiter killed the worker after
     ``graceful_timeout``. SIGTERM stays the graceful stop that lets requests in flight finish.
     """
     os._exit(0)
+
+
+def post_worker_init(worker) -> None:
+    # From now on the signal ends the worker without running gunicorn's handler (see above).
+    signal.signal(signal.SIGQUIT, _exit_now)
+    signal.signal(signal.SIGINT, _exit_now)
