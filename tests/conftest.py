@@ -84,3 +84,23 @@ def to_bytes(ds: Dataset) -> bytes:
 def dicom_bytes() -> Callable[..., bytes]:
     """Make a Part-10 file's bytes: ``dicom_bytes(patient_name="MÜLLER^ANNA", ...)``."""
     return lambda **kwargs: to_bytes(make_dataset(**kwargs))
+
+
+@pytest.fixture(scope="module")
+def _receiver_of_this_module(django_db_setup, django_db_blocker, tmp_path_factory):
+    from tests.dimse.receiver import receiver_process
+
+    with receiver_process(tmp_path_factory.mktemp("receiver"), "--processes", "2") as running:
+        yield running
+
+
+@pytest.fixture
+def receiver_subprocess(_receiver_of_this_module):
+    """``manage.py dicom_receiver`` with two worker processes, started once per test module.
+
+    This test's storage is the receiver's, so ``studies.storage`` sees the files it wrote.
+    """
+    from tests.dimse.receiver import use_storage_of
+
+    use_storage_of(_receiver_of_this_module)
+    return _receiver_of_this_module

@@ -6,50 +6,20 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
-from django.db import connection
 from pynetdicom import AE, _config
 from pynetdicom.association import Association
 
 from dimse import server
+from tests.subprocesses import database_url, free_port, wait_for_port
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def database_url() -> str:
-    """The test database, for a subprocess (the SQLite test database is a file)."""
-    db = connection.settings_dict
-    if connection.vendor == "sqlite":
-        return f"sqlite:///{db['NAME']}"
-    password = f":{db['PASSWORD']}" if db["PASSWORD"] else ""
-    return f"postgres://{db['USER']}{password}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
-
-
-def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"the receiver exited: {process.stdout.read()}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            # Polling the port (not waiting a fixed time): it opens as soon as the process binds.
-            time.sleep(0.02)
-    raise AssertionError(f"nothing listens on port {port}")
 
 
 @contextmanager

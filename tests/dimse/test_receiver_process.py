@@ -16,7 +16,6 @@ from studies.models import Instance
 from tests.conftest import make_dataset
 from tests.dimse.receiver import (
     CT_IMAGE_STORAGE,
-    Receiver,
     associate,
     receiver_process,
     sending_files_as_they_are,
@@ -40,19 +39,9 @@ STUDY_FILES = [
 ]
 
 
-@pytest.fixture(scope="module")
-def receiver(django_db_setup, django_db_blocker, tmp_path_factory):
-    with receiver_process(tmp_path_factory.mktemp("receiver"), "--processes", "2") as running:
-        yield running
-
-
-@pytest.fixture
-def archive(receiver: Receiver) -> Receiver:
-    use_storage_of(receiver)
-    return receiver
-
-
-def test_studies_in_several_transfer_syntaxes_are_stored_as_sent(archive, tmp_path) -> None:
+def test_studies_in_several_transfer_syntaxes_are_stored_as_sent(
+    receiver_subprocess, tmp_path
+) -> None:
     paths = [sample_file(name, tmp_path) for name in STUDY_FILES]
     sent = {}
     contexts = []
@@ -63,7 +52,7 @@ def test_studies_in_several_transfer_syntaxes_are_stored_as_sent(archive, tmp_pa
         contexts.append((ds.SOPClassUID, [transfer_syntax]))
     # One association per file, as the same SOP class comes in several transfer syntaxes.
     for path, context in zip(paths, contexts, strict=True):
-        assoc = associate(archive.port, context)
+        assoc = associate(receiver_subprocess.port, context)
         try:
             with sending_files_as_they_are():
                 assert assoc.send_c_store(path).Status == SUCCESS, path.name

@@ -21,24 +21,12 @@ from pydicom.uid import (
 from studies import storage
 from studies.models import Instance, Patient, Series, Study
 from tests.conftest import make_dataset
-from tests.dimse.receiver import Receiver, receiver_process, use_storage_of
+from tests.dimse.receiver import Receiver
 from tests.dimse.test_receiver_process import STUDY_FILES
 from tests.dimse.test_store import dataset_bytes, sample_file
 from tests.tools import require_tool
 
 pytestmark = [pytest.mark.interop, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture(scope="module")
-def receiver(django_db_setup, django_db_blocker, tmp_path_factory):
-    with receiver_process(tmp_path_factory.mktemp("receiver"), "--processes", "2") as running:
-        yield running
-
-
-@pytest.fixture
-def archive(receiver: Receiver) -> Receiver:
-    use_storage_of(receiver)
-    return receiver
 
 
 def dcmtk(tool: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -53,8 +41,8 @@ def dcmtk(tool: str, *args: str, check: bool = True) -> subprocess.CompletedProc
     return done
 
 
-def test_echoscu(archive: Receiver) -> None:
-    done = dcmtk("echoscu", "-v", "-aec", "PACSWEB", "127.0.0.1", str(archive.port))
+def test_echoscu(receiver_subprocess: Receiver) -> None:
+    done = dcmtk("echoscu", "-v", "-aec", "PACSWEB", "127.0.0.1", str(receiver_subprocess.port))
     assert "Received Echo Response (Success)" in done.stdout + done.stderr
 
 
@@ -80,7 +68,9 @@ def same_elements(stored: pydicom.Dataset, original: pydicom.Dataset) -> bool:
     return elements(stored) == elements(original)
 
 
-def test_storescu_sends_a_study_in_several_transfer_syntaxes(archive: Receiver, tmp_path) -> None:
+def test_storescu_sends_a_study_in_several_transfer_syntaxes(
+    receiver_subprocess: Receiver, tmp_path
+) -> None:
     paths = [sample_file(name, tmp_path) for name in STUDY_FILES]
     for path in paths:
         transfer_syntax, _ = dataset_bytes(path)
@@ -93,7 +83,7 @@ def test_storescu_sends_a_study_in_several_transfer_syntaxes(archive: Receiver, 
             "-aet",
             "MODALITY",
             "127.0.0.1",
-            str(archive.port),
+            str(receiver_subprocess.port),
             str(path),
         )
     assert Instance.objects.count() == len(paths)
@@ -110,7 +100,9 @@ def test_storescu_sends_a_study_in_several_transfer_syntaxes(archive: Receiver, 
         assert same_elements(pydicom.dcmread(storage.absolute(instance.path)), original), path.name
 
 
-def test_storescu_abort_keeps_every_acknowledged_instance(archive: Receiver, tmp_path) -> None:
+def test_storescu_abort_keeps_every_acknowledged_instance(
+    receiver_subprocess: Receiver, tmp_path
+) -> None:
     paths = []
     for n in range(5):
         paths.append(tmp_path / f"{n}.dcm")
@@ -118,14 +110,22 @@ def test_storescu_abort_keeps_every_acknowledged_instance(archive: Receiver, tmp
             paths[-1], enforce_file_format=True
         )
     dcmtk(
-        "storescu", "--abort", "-aec", "PACSWEB", "127.0.0.1", str(archive.port), *map(str, paths)
+        "storescu",
+        "--abort",
+        "-aec",
+        "PACSWEB",
+        "127.0.0.1",
+        str(receiver_subprocess.port),
+        *map(str, paths),
     )
     assert Instance.objects.count() == 5
     indexed = set(Instance.objects.values_list("path", flat=True))
     assert {p for p in storage.iter_files() if p in indexed or storage.TEMP_PREFIX in p} == indexed
 
 
-def test_twenty_senders_of_the_same_study_make_one_study(archive: Receiver, tmp_path) -> None:
+def test_twenty_senders_of_the_same_study_make_one_study(
+    receiver_subprocess: Receiver, tmp_path
+) -> None:
     """20 storescu at once, each sending the same 50-instance study 5 times."""
     study, series = "1.2.826.0.1.3680043.2.5", "1.2.826.0.1.3680043.2.5.1"
     paths = []
@@ -139,7 +139,7 @@ def test_twenty_senders_of_the_same_study_make_one_study(archive: Receiver, tmp_
     senders = [
         subprocess.Popen(
             [storescu, "--repeat", "5", "-aet", f"SENDER{n}", "-aec", "PACSWEB"]
-            + ["127.0.0.1", str(archive.port), *map(str, paths)],
+            + ["127.0.0.1", str(receiver_subprocess.port), *map(str, paths)],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

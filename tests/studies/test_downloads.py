@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pydicom
 import pytest
-from django.db import connection
 from django.urls import reverse
 from pydicom.fileset import FileSet
 from pydicom.uid import generate_uid
@@ -24,6 +23,7 @@ from studies import archive, storage
 from studies.models import Instance, Patient
 from studies.services import Status, instance_ingest
 from tests.conftest import make_dataset, to_bytes
+from tests.subprocesses import database_url, free_port
 
 pytestmark = pytest.mark.django_db
 
@@ -393,19 +393,6 @@ def test_zip_names_are_safe_for_every_system(user_client) -> None:
 
 
 # -- Through a real server ------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def database_url() -> str:
-    db = connection.settings_dict
-    if connection.vendor == "sqlite":
-        return f"sqlite:///{db['NAME']}"
-    return f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
 
 
 @pytest.fixture
