@@ -91,7 +91,12 @@ def start_web(port: int) -> subprocess.Popen:
 def stop(process: subprocess.Popen) -> None:
     # SIGINT is gunicorn's quick shutdown; SIGTERM would wait for idle keep-alive connections.
     process.send_signal(signal.SIGINT)
-    process.wait(timeout=30)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        output = process.communicate()[0].decode(errors="replace")
+        raise AssertionError(f"the web server did not stop within 30 s:\n{output}") from None
 
 
 def https_get(port: int, cafile: Path, path: str = "/health") -> int:
