@@ -5,6 +5,7 @@ or quoted, Weasis sends no spaces), so every parser here accepts quoted and unqu
 or without spaces, and treats media type and parameter names case-insensitively.
 """
 
+import functools
 import re
 import secrets
 import tempfile
@@ -68,11 +69,15 @@ def parse_media_type(text: str) -> MediaRange:
     return MediaRange(main.strip().lower(), params, q)
 
 
-def parse_accept(header: str) -> list[MediaRange]:
-    """The media ranges of an Accept header, most preferred first (stable for equal q)."""
+@functools.lru_cache(maxsize=128)
+def parse_accept(header: str) -> tuple[MediaRange, ...]:
+    """The media ranges of an Accept header, most preferred first (stable for equal q).
+
+    Cached: a viewer sends the same header with each of a study's hundreds of frame requests.
+    """
     ranges = [parse_media_type(item) for item in _split_top_level(header or "")]
     ranges = [r for r in ranges if r.q > 0 and r.type]
-    return sorted(ranges, key=lambda r: -r.q)
+    return tuple(sorted(ranges, key=lambda r: -r.q))
 
 
 def new_boundary() -> str:

@@ -9,7 +9,7 @@ uncompressed frames) goes through pydicom.
 
 import io
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -68,7 +68,7 @@ class NotAcceptable(Exception):
 # Instances
 
 
-def dicom_ranges_acceptable(ranges: list[MediaRange], transfer_syntaxes: set[str]) -> bool:
+def dicom_ranges_acceptable(ranges: Sequence[MediaRange], transfer_syntaxes: set[str]) -> bool:
     """Whether instances stored in ``transfer_syntaxes`` can be sent as multipart Part-10.
 
     Stored files are never transcoded: a request for a specific transfer syntax is served when
@@ -92,7 +92,7 @@ def dicom_ranges_acceptable(ranges: list[MediaRange], transfer_syntaxes: set[str
     return False
 
 
-def wants_single_part(ranges: list[MediaRange]) -> bool:
+def wants_single_part(ranges: Sequence[MediaRange]) -> bool:
     """An instance asked for as plain ``application/dicom`` (what a browser link would do)."""
     return bool(ranges) and ranges[0].type == DICOM
 
@@ -146,7 +146,7 @@ def frame_media_type(transfer_syntax: str) -> str:
     return FRAME_MEDIA_TYPES.get(transfer_syntax, OCTET)
 
 
-def plan_frames(ranges: list[MediaRange], transfer_syntax: str) -> FramePlan:
+def plan_frames(ranges: Sequence[MediaRange], transfer_syntax: str) -> FramePlan:
     """Pick the first acceptable way to send frames stored in ``transfer_syntax`` (PS3.18 8.7).
 
     ``transfer-syntax=*`` (what OHIF sends) is answered in the stored syntax; no transfer-syntax
