@@ -1,4 +1,4 @@
-from django.urls import include, path, register_converter
+from django.urls import path, register_converter
 
 from dicomweb import ohif_views, views, weasis_views
 
@@ -30,36 +30,27 @@ register_converter(TagConverter, "tag")
 
 app_name = "dicomweb"
 
-# Nested by path prefix, so that resolving a frame request (hundreds per study in a viewer)
-# tries a few prefixes instead of every pattern; frames come first among an instance's routes.
-instance_patterns = [
-    path("/frames/<str:frame_list>", views.frames, name="frames"),
-    path("", views.instance, name="instance"),
-    path("/metadata", views.instance_metadata, name="instance_metadata"),
-    path("/bulk/<tag:tag>", views.bulk, name="bulk"),
-]
-series_patterns = [
-    path("/instances/<uid:sop_uid>", include(instance_patterns)),
-    path("", views.series, name="series"),
-    path("/metadata", views.series_metadata, name="series_metadata"),
-    path("/instances", views.series_instances, name="series_instances"),
-]
-study_patterns = [
-    path("/series/<uid:series_uid>", include(series_patterns)),
-    path("", views.study, name="study"),
-    path("/metadata", views.study_metadata, name="study_metadata"),
-    path("/series", views.study_series, name="study_series"),
-    path("/instances", views.study_instances, name="study_instances"),
-]
-dicomweb_patterns = [
-    path("studies/<uid:study_uid>", include(study_patterns)),
-    path("studies", views.studies, name="studies"),
-    path("series", views.all_series, name="all_series"),
-    path("instances", views.all_instances, name="all_instances"),
-]
+ST = "dicomweb/studies/<uid:study_uid>"
+SE = ST + "/series/<uid:series_uid>"
+IN = SE + "/instances/<uid:sop_uid>"
 
 urlpatterns = [
-    path("dicomweb/", include(dicomweb_patterns)),
+    # First: a viewer asks for each frame of a study in its own request, so these are resolved
+    # hundreds of times more often than any other route (Django tries patterns in order).
+    path(IN + "/frames/<str:frame_list>", views.frames, name="frames"),
+    path("dicomweb/studies", views.studies, name="studies"),
+    path("dicomweb/series", views.all_series, name="all_series"),
+    path("dicomweb/instances", views.all_instances, name="all_instances"),
+    path(ST, views.study, name="study"),
+    path(ST + "/metadata", views.study_metadata, name="study_metadata"),
+    path(ST + "/series", views.study_series, name="study_series"),
+    path(ST + "/instances", views.study_instances, name="study_instances"),
+    path(SE, views.series, name="series"),
+    path(SE + "/metadata", views.series_metadata, name="series_metadata"),
+    path(SE + "/instances", views.series_instances, name="series_instances"),
+    path(IN, views.instance, name="instance"),
+    path(IN + "/metadata", views.instance_metadata, name="instance_metadata"),
+    path(IN + "/bulk/<tag:tag>", views.bulk, name="bulk"),
     path("wado", views.wado_uri, name="wado"),
     path("ohif", ohif_views.ohif_root_redirect, name="ohif_root"),
     path("ohif/app-config.js", ohif_views.app_config, name="ohif_config"),
