@@ -9,6 +9,7 @@ uncompressed frames) goes through pydicom.
 
 import io
 import json
+import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -251,12 +252,12 @@ def iter_frames(
     if instance.frames and syntax != DEFLATED:
         bits = _bits_allocated(instance) if syntax == ExplicitVRBigEndian else 8
         with storage.open_file(instance.path) as fp:
+            # One pread per fragment: no seek, and no pass through the file's buffer.
+            fd = fp.fileno()
             for number in numbers:
-                pieces = []
-                for offset, length in instance.frames[number - 1]:
-                    fp.seek(offset)
-                    pieces.append(fp.read(length))
-                data = b"".join(pieces)
+                data = b"".join(
+                    os.pread(fd, length, offset) for offset, length in instance.frames[number - 1]
+                )
                 yield part_type, _swap_to_little(data, bits) if bits != 8 else data
         return
     yield from ((part_type, data) for data in _frames_with_pydicom(instance, numbers))
