@@ -8,6 +8,7 @@ keeps the row's id and the token's digest, never the token.
 
 from django.http import Http404, HttpRequest
 
+from pacsweb.lib.rows import row_by_pk
 from pacsweb.models import ServerSetup
 from tokens.models import StudyToken
 from tokens.selectors import token_from_grant
@@ -47,7 +48,9 @@ def granted_token(request: HttpRequest) -> StudyToken | None:
     granted = request.session.get(SESSION_KEY)
     if not isinstance(granted, dict):
         return None
-    setup = ServerSetup.get()
+    # The setup's one row (pk 1, as ServerSetup.get), read without a queryset: this runs on
+    # every request of a patient's session.
+    setup = row_by_pk(ServerSetup, 1) or ServerSetup.get()
     visit = token_from_grant(
         token_id=granted.get("token_id"), digest=granted.get("digest"), setup=setup
     )

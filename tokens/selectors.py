@@ -7,7 +7,9 @@ from django.db.models import OuterRef, QuerySet, Subquery, Value
 from django.utils import timezone
 
 from activity.models import Connection, Event
+from pacsweb.lib.rows import row_by_pk
 from pacsweb.models import ServerSetup
+from studies.models import Patient, Study
 from tokens.derivation import is_well_formed, token_digest
 from tokens.models import FailureCounter, StudyLink, StudyToken
 from tokens.window import AccessWindow, LinkState, access_window, link_state
@@ -49,14 +51,23 @@ def token_lookup(text: str, *, setup: ServerSetup) -> Visit:
 
 
 def token_from_grant(*, token_id: object, digest: object, setup: ServerSetup) -> Visit:
-    """The link a session was granted, in its state now (it may since be revoked or replaced)."""
+    """The link a session was granted, in its state now (it may since be revoked or replaced).
+
+    Run on every request of a patient's session (each frame a viewer fetches), so its three rows
+    are read by primary key without building querysets.
+    """
     if not isinstance(token_id, int) or not isinstance(digest, str):
         return Visit()
-    token = (
-        StudyToken.objects.select_related("study__patient")
-        .filter(pk=token_id, digest=digest)
-        .first()
-    )
+    token = row_by_pk(StudyToken, token_id)
+    if token is None or token.digest != digest:
+        return Visit()
+    study = row_by_pk(Study, token.study_id)
+    patient = row_by_pk(Patient, study.patient_id) if study is not None else None
+    if patient is None:
+        # The study was deleted since the token row was read.
+        return Visit()
+    study.patient = patient
+    token.study = study
     return _visit(token, setup)
 
 

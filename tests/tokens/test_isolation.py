@@ -236,9 +236,11 @@ class TestGrantedStudyUid:
         setup.save()
         assert granted_study_uid(request_of()) is None
 
-    def test_two_queries_per_check(self, request_of, django_assert_num_queries):
+    def test_one_primary_key_read_per_row_per_check(self, request_of, django_assert_num_queries):
         request = request_of()
         # The session is loaded by the middleware before any view runs.
         request.session.keys()
-        with django_assert_num_queries(2):
+        # The setup, the token, its study and the patient, each by primary key (no querysets).
+        with django_assert_num_queries(4) as context:
             granted_study_uid(request)
+        assert all(" WHERE " in q["sql"] and " JOIN " not in q["sql"] for q in context)
