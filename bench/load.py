@@ -259,8 +259,8 @@ def warm_up(port: int, pages: list[str], cookie: str, workers: int) -> None:
 
 
 def cpu_seconds(server_pid: int) -> tuple[float, float, float, float]:
-    """CPU seconds so far of the server (master and workers), of this benchmark's finished
-    client processes, and of the whole machine; and the time they were read at.
+    """CPU seconds so far of the server (master and workers), of this benchmark (its own process
+    and finished client processes), and of the whole machine; and the time they were read at.
 
     The machine is shared: what other work takes is printed with the figures, so that a slow run
     can be told from a slow server.
@@ -273,11 +273,24 @@ def cpu_seconds(server_pid: int) -> tuple[float, float, float, float]:
     ]:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         server += (int(fields[11]) + int(fields[12])) / tick
-    clients = os.times().children_user + os.times().children_system
+    times = os.times()
+    clients = times.user + times.system + times.children_user + times.children_system
     busy = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
     # user nice system idle iowait irq softirq steal: all but idle and iowait are busy.
     machine = sum(int(v) for i, v in enumerate(busy[:8]) if i not in (3, 4)) / tick
     return server, clients, machine, time.monotonic()
+
+
+def cpu_used(server_pid: int, before: tuple[float, float, float, float]) -> str:
+    """The cores that server, clients and other work took on average since ``before``."""
+    server, clients, machine, seconds = (
+        a - b for a, b in zip(cpu_seconds(server_pid), before, strict=True)
+    )
+    other = machine - server - clients
+    return (
+        f"server {server / seconds:.2f}, clients {clients / seconds:.2f}, "
+        f"other work on the machine {other / seconds:.2f}"
+    )
 
 
 def summary(latencies: list[float]) -> tuple[float, float]:
@@ -299,7 +312,9 @@ def main() -> None:
         warm_up(port, pages, cookie, 4 * os.cpu_count())
         print(f"unloaded: 1 client browsing for {args.seconds / 2:.0f} s ...", flush=True)
         # Alone, the client needs no think time: its latencies are the reference either way.
+        unloaded_before = cpu_seconds(server.pid)
         alone, errors = browse(port, pages, args.seconds / 2, 0.05, 0, cookie)
+        unloaded_cpu = cpu_used(server.pid, unloaded_before)
         print(
             f"loaded: {args.browsers} clients browsing and {args.downloaders} downloading "
             f"for {args.seconds:.0f} s (logging them in first) ...",
@@ -319,7 +334,7 @@ def main() -> None:
         for worker in workers:
             worker.start()
         ready.wait(timeout=300)
-        cpu_before = cpu_seconds(server.pid)
+        loaded_before = cpu_seconds(server.pid)
         loaded, sizes, times = [], [], []
         for _ in workers:
             kind, data, worker_errors = results.get(timeout=args.seconds + 600)
@@ -331,7 +346,7 @@ def main() -> None:
                 times += data[1]
         for worker in workers:
             worker.join()
-        cpu = [a - b for a, b in zip(cpu_seconds(server.pid), cpu_before, strict=True)]
+        loaded_cpu = cpu_used(server.pid, loaded_before)
     finally:
         server.send_signal(2)
         server.wait(timeout=60)
@@ -351,11 +366,8 @@ def main() -> None:
             f"zip downloads: {len(sizes)} complete, {sum(sizes) / MB:.0f} MB, "
             f"{sum(sizes) / MB / sum(times):.0f} MB/s each on average"
         )
-    server_cpu, client_cpu, machine_cpu = (c / cpu[3] for c in cpu[:3])
-    print(
-        f"CPU while loaded, in cores of {os.cpu_count()}: server {server_cpu:.2f}, clients "
-        f"{client_cpu:.2f}, other work on the machine {machine_cpu - server_cpu - client_cpu:.2f}"
-    )
+    for phase, used in (("unloaded", unloaded_cpu), ("loaded", loaded_cpu)):
+        print(f"CPU {phase}, in cores of {os.cpu_count()}: {used}")
     print(f"errors: {len(errors)} (target: 0)")
     for error in errors[:20]:
         print(f"  {error}")
