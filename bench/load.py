@@ -7,13 +7,13 @@ The server is started the way a deployment starts it (``manage.py run_web``: gun
 deploy/gunicorn.conf.py, its gthread workers and threads), on a scratch data folder filled with
 demo studies and one ~200 MB study to download. The workers are warmed up first (every page
 served on several connections, unmeasured). Then one client browses alone (the unloaded
-reference); then ``--browsers`` client processes, all logged in before the clock starts, browse (search, patient, study and series
-pages) while ``--downloaders`` processes download the big study's zip over and over, for
-``--seconds``, each at most at ``--download-rate`` (on loopback an unlimited client would take
-the CPU a real network leaves free; physicians download over a line, not loopback). It prints
-page latency (median, p95) unloaded and loaded, their ratio (target:
-p95 within 3x), download throughput, and every error (target: none). Loopback only; bounded in
-time and count.
+reference); then ``--browsers`` client processes, all logged in before the clock starts, browse
+(search, patient, study and series pages) while ``--downloaders`` processes download the big
+study's zip over and over, for ``--seconds``, each at most at ``--download-rate`` (on loopback an
+unlimited client would take the CPU a real network leaves free; physicians download over a line,
+not loopback). It prints page latency (median, p95) unloaded and loaded, their ratio (target:
+p95 within 3x), download throughput, the CPU that server, clients and other work took in each
+phase, and every error (target: none). Loopback only; bounded in time and count.
 """
 
 import argparse
@@ -28,6 +28,8 @@ import subprocess
 import sys
 import time
 import urllib.parse
+from multiprocessing.queues import Queue
+from multiprocessing.synchronize import Barrier
 from pathlib import Path
 
 from harness import free_port, setup_django, start
@@ -202,10 +204,18 @@ def browse(
     return latencies, errors
 
 
-def browser(port, pages, seconds, think, offset, ready, results) -> None:
+def browser(
+    port: int,
+    pages: list[str],
+    seconds: float,
+    think: float,
+    offset: int,
+    ready: Barrier,
+    results: Queue,
+) -> None:
     """A browsing client process: logs in, waits for every client to be ready, then browses.
 
-    Logging in hashes the password on purpose slowly (PBKDF2, about half a second of CPU), so
+    Logging in hashes the password on purpose slowly (PBKDF2, 0.66 s of CPU here), so
     twenty logins at once fill both cores for seconds: they are done before the clock starts,
     or the figures would measure a login storm rather than browsing beside downloads.
     """
@@ -215,7 +225,7 @@ def browser(port, pages, seconds, think, offset, ready, results) -> None:
     results.put(("pages", latencies, errors))
 
 
-def download(port: int, seconds: float, rate: str, ready, results) -> None:
+def download(port: int, seconds: float, rate: str, ready: Barrier, results: Queue) -> None:
     """One client downloading the big study's zip over and over until the time is up."""
     cookie = log_in(port)
     ready.wait()
@@ -246,8 +256,8 @@ def warm_up(port: int, pages: list[str], cookie: str, workers: int) -> None:
     """Visit every page on several connections at once, so that every worker process has served
     each kind of page before anything is measured.
 
-    A worker's first pages load the URL configuration and compile templates; without this, those
-    slow first requests land in whichever phase reaches a worker first.
+    A worker thread's first pages compile templates and open its database connection; without
+    this, those slower first requests land in whichever phase reaches a worker first.
     """
     with concurrent.futures.ThreadPoolExecutor(workers) as pool:
         for _ in range(3):
