@@ -179,6 +179,35 @@ def test_recording_in_an_existing_connection_is_one_insert(physician, session_re
     assert statements[0].upper().startswith("INSERT")
 
 
+@pytest.mark.django_db(transaction=True)
+def test_recording_outside_a_transaction_opens_none(physician, session_request, clock):
+    # A transaction of its own would hold SQLite's write lock while Python builds the INSERT,
+    # keeping other processes' pages waiting; the single INSERT commits on its own.
+    request = session_request(user=physician)
+    services.record(request, Event.Kind.SEARCH)
+    clock.advance(seconds=5)
+
+    with CaptureQueriesContext(connection) as queries:
+        services.record(request, Event.Kind.STUDY_VIEWED, study_uid="1.2.3")
+    statements = [q["sql"].upper() for q in queries.captured_queries]
+    assert len(statements) == 1
+    assert statements[0].startswith("INSERT")
+    assert not connection.in_atomic_block
+    assert Event.objects.filter(kind=Event.Kind.STUDY_VIEWED, study_uid="1.2.3").exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failure_to_record_the_first_event_keeps_the_sessions_connection(
+    physician, session_request
+):
+    # The connection started for the failed event is committed on its own, so the id the
+    # session now holds stays valid for the next event.
+    request = session_request(user=physician)
+    assert services.record(request, Event.Kind.SEARCH, detail={"bad": object()}) is None
+    assert services.record(request, Event.Kind.SEARCH) is not None
+    assert Event.objects.count() == 1
+
+
 def test_last_seen_is_written_at_most_every_30_seconds(physician, clock):
     client = log_in(physician)
     conn = Connection.objects.get()
