@@ -53,9 +53,10 @@ else:
 
 # Threads: a worker serving a long zip download keeps answering quick pages on its other threads.
 worker_class = "gthread"
-# Two processes per core with four threads each: a page waits less for the GIL behind a
-# download's loop than with fewer, busier processes (bench/load.py: loaded page p95 71 ms with
-# 4 x 4 against 120 ms with 2 x 8 on two cores).
+# Two processes per core with four threads each: a page waits less for the GIL behind other
+# requests than with fewer, busier processes when many arrive at once (twenty logins at once:
+# loaded page p95 71 ms with 4 x 4 against 120 ms with 2 x 8 on two cores); in steady browsing
+# beside four downloads both give 22 ms (bench/load.py).
 workers = int(os.environ.get("PACSWEB_WEB_WORKERS", 2 * multiprocessing.cpu_count()))
 threads = int(os.environ.get("PACSWEB_WEB_THREADS", 4))
 # gthread's timeout is the worker's heartbeat, not a limit on one request: a 2 GB download or
