@@ -6,8 +6,8 @@ middleware call the connection functions here. Recording must never make a reque
 function that runs inside a request logs and swallows its own errors.
 
 Cost per request: recording an event is one INSERT. A connection's ``last_seen_at`` (and the bytes
-of the pages it was sent) are written at most once per ``LAST_SEEN_INTERVAL``; until then they
-wait in the session, which Django saves on every request anyway (``SESSION_SAVE_EVERY_REQUEST``).
+of the pages it was sent) are written at most once per ``LAST_SEEN_INTERVAL``; until then the time
+waits in the session and the bytes in this process's memory.
 """
 
 import contextlib
@@ -233,7 +233,13 @@ def record(
     ``detail["level"]`` and, if known, ``detail["bytes_total"]``, which the live list turns into a
     progress bar), may report ``event_progress`` while it streams, and ends with ``event_finish``.
     """
+    # A connection started here inside the caller's transaction goes with the savepoint if
+    # this fails: the session must then forget its id, or every later event would fail too.
+    forget_started = False
     try:
+        forget_started = (
+            transaction.get_connection().in_atomic_block and SESSION_KEY not in request.session
+        )
         with _savepoint_in_transaction():
             connection_id = connection_id_for(
                 request, study_uid=study_uid, patient_name=patient_name
@@ -253,6 +259,9 @@ def record(
         return event
     except Exception:  # noqa: BLE001 - the activity log must never break the page it records.
         log.exception("could not record activity %s", kind)
+        if forget_started:
+            for key in (SESSION_KEY, SESSION_SEEN_KEY):
+                request.session.pop(key, None)
         return None
 
 

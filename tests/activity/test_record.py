@@ -208,6 +208,20 @@ def test_a_failure_to_record_the_first_event_keeps_the_sessions_connection(
     assert Event.objects.count() == 1
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_failed_first_event_in_a_views_transaction_leaves_no_stale_connection_id(
+    physician, session_request
+):
+    # Inside the view's transaction the connection goes with the failed event's savepoint:
+    # the session must not keep its id, or every later event of the session would fail.
+    request = session_request(user=physician)
+    with transaction.atomic():
+        assert services.record(request, Event.Kind.SEARCH, detail={"bad": object()}) is None
+    assert not Connection.objects.exists()
+    assert services.record(request, Event.Kind.SEARCH) is not None
+    assert Event.objects.get().connection_id == Connection.objects.get().pk
+
+
 def test_last_seen_is_written_at_most_every_30_seconds(physician, clock):
     client = log_in(physician)
     conn = Connection.objects.get()
