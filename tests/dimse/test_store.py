@@ -128,12 +128,20 @@ def test_association_is_logged_with_its_counts(scp_port: int, caplog) -> None:
     finally:
         assoc.release()
     port = assoc.acceptor.port
-    lines = [r.getMessage() for r in caplog.records if r.name == "dimse.handlers"]
-    assert any(
-        line.startswith("association from TESTSCU at 127.0.0.1:")
-        and line.endswith("released: 1 stored, 1 duplicates, 0 failed")
-        for line in lines
-    ), (port, lines)
+
+    # The receiver's thread logs the release after answering it: wait for the line.
+    deadline = time.monotonic() + 10
+    while True:
+        lines = [r.getMessage() for r in caplog.records if r.name == "dimse.handlers"]
+        found = any(
+            line.startswith("association from TESTSCU at 127.0.0.1:")
+            and line.endswith("released: 1 stored, 1 duplicates, 0 failed")
+            for line in lines
+        )
+        if found or time.monotonic() > deadline:
+            break
+        time.sleep(0.01)
+    assert found, (port, lines)
 
 
 def test_rejected_dataset_gets_a_failure_with_the_reason_and_the_association_goes_on(
