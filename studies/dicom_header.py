@@ -6,6 +6,7 @@ are valid, or ``InvalidDicom`` with a reason a person can act on.
 
 import json
 import re
+import sys
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -314,11 +315,14 @@ def metadata_json(parsed: ParsedFile) -> str:
         if number in bulk or tag.element == 0:
             continue
         element = ds[tag]
+        # A bulk data URI names a top-level element (``bulk/<tag>``): one inside a sequence (an
+        # icon's pixel data) could not be told from it, so values in sequences stay inline.
+        threshold = sys.maxsize if element.VR == "SQ" else DEFER_BYTES
         # Element by element rather than with Dataset.to_json_dict, whose suppress_invalid_tags
         # switches pydicom's process-wide validation mode, under other threads' reads too.
         try:
             data[f"{number:08X}"] = element.to_json_dict(
-                bulk_data_element_handler=_bulk_uri, bulk_data_threshold=DEFER_BYTES
+                bulk_data_element_handler=_bulk_uri, bulk_data_threshold=threshold
             )
         except Exception:  # noqa: BLE001, S112 - a value JSON cannot hold is left out.
             continue

@@ -1,5 +1,6 @@
 """WADO-RS and WADO-URI: instances byte for byte, metadata, frames in every stored syntax, bulk data."""
 
+import base64
 import io
 import json
 from pathlib import Path
@@ -250,6 +251,22 @@ def test_bulk_data_of_other_elements(physician) -> None:
     ((_, content),) = read_parts(response["Content-Type"], body_of(response))
     assert content == ds.EncapsulatedDocument
     assert physician.get(base(instance) + "/bulk/00100010").status_code == 404
+
+
+def test_binary_values_inside_sequences_are_inline_not_top_level_bulk_uris(physician) -> None:
+    # An icon's pixel data has the main image's tag: a bulk data URI for it would name (and
+    # serve) the main image's pixel data instead.
+    icon = pydicom.Dataset()
+    icon.Rows, icon.Columns, icon.BitsAllocated = 64, 64, 8
+    icon.PixelData = bytes(range(256)) * 16
+    ds = make_dataset(IconImageSequence=pydicom.Sequence([icon]))
+    outcome = instance_ingest(file=to_bytes(ds), source=Instance.Source.IMPORT)
+    instance = Instance.objects.select_related("series__study").get(sop_uid=outcome.sop_uid)
+    metadata = json.loads(physician.get(base(instance) + "/metadata").content)
+    check_array(metadata)
+    (item,) = metadata[0]["00880200"]["Value"]
+    assert base64.b64decode(item["7FE00010"]["InlineBinary"]) == icon.PixelData
+    assert "BulkDataURI" in metadata[0]["7FE00010"]
 
 
 def test_encapsulated_pixel_bulk_data_is_one_part_per_frame(physician) -> None:
