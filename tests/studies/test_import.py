@@ -11,7 +11,6 @@ from pathlib import Path
 import pydicom
 import pytest
 from django.core.management import CommandError, call_command
-from django.db import connection
 from pydicom.fileset import FileSet
 from pydicom.uid import generate_uid
 
@@ -19,6 +18,7 @@ from studies import file_sources, storage
 from studies.file_sources import FileSources, FileType, Kind, sniff
 from studies.models import Instance, Patient, Series, Study
 from tests.conftest import make_dataset, to_bytes
+from tests.subprocesses import database_url
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 TEST_FILES = Path(pydicom.__file__).parent / "data" / "test_files"
@@ -364,7 +364,7 @@ def test_exit_status_of_the_real_process(tmp_path: Path) -> None:
     (tmp_path / "IM").write_bytes(dcm())
     env = {
         **os.environ,
-        "DATABASE_URL": _database_url(),
+        "DATABASE_URL": database_url(),
         "DJANGO_SETTINGS_MODULE": "tests.settings",
     }
     command = [sys.executable, "manage.py", "import_dicom"]
@@ -383,13 +383,6 @@ def test_exit_status_of_the_real_process(tmp_path: Path) -> None:
     assert good.returncode == 0, good.stderr
     assert "stored:               1" in good.stdout
     assert Instance.objects.count() == 1
-
-
-def _database_url() -> str:
-    db = connection.settings_dict
-    if db["ENGINE"].endswith("sqlite3"):
-        return f"sqlite:///{db['NAME']}"
-    return f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
 
 
 @pytest.mark.django_db

@@ -10,8 +10,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from django.db import connection
 
+from tests.subprocesses import database_url
 from tests.worklist import hl7_samples as s
 from worklist.hl7_reader import Message
 from worklist.mllp import END, START, MLLPServer
@@ -168,16 +168,8 @@ def test_idle_connection_is_closed():
         assert sock.recv(10) == b""
 
 
-def _database_url() -> str:
-    db = connection.settings_dict
-    if db["ENGINE"] == "django.db.backends.sqlite3":
-        return f"sqlite:///{db['NAME']}"
-    password = f":{db['PASSWORD']}" if db["PASSWORD"] else ""
-    return f"postgres://{db['USER']}{password}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
-
-
 def test_command_acknowledges_and_stops_cleanly_on_sigterm():
-    env = {**os.environ, "DATABASE_URL": _database_url(), "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "DATABASE_URL": database_url(), "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(
         [sys.executable, "manage.py", "hl7_listener", "--port", "0", "--bind", "127.0.0.1"],
         cwd=BASE_DIR,
