@@ -36,6 +36,38 @@ def setup_django(data_dir: Path, database_url: str = "") -> dict[str, str]:
     return env
 
 
+def ingest_ct_instance(
+    *, study_uid: str, number: int, side: int, pixels: bytes, patient: tuple[str, str]
+) -> None:
+    """Ingest instance ``number`` of a CT study's one series (``side`` x ``side``, 16-bit)."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.uid import ExplicitVRLittleEndian
+
+    from studies.models import Instance
+    from studies.services import Status, instance_ingest
+
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = study_uid, f"{study_uid}.1"
+    ds.SOPInstanceUID = f"{study_uid}.1.{number}"
+    ds.PatientName, ds.PatientID = patient
+    ds.StudyDate, ds.StudyTime, ds.StudyID = "20240115", "101500", "1"
+    ds.StudyDescription = "CT for a benchmark"
+    ds.Modality, ds.SeriesNumber, ds.InstanceNumber = "CT", 1, number
+    ds.Rows = ds.Columns = side
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    ds.PixelData = pixels
+    buffer = DicomBytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    outcome = instance_ingest(file=buffer.getvalue(), source=Instance.Source.DEMO)
+    if outcome.status != Status.STORED:
+        sys.exit(f"ingest failed: {outcome}")
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

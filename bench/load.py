@@ -32,7 +32,7 @@ from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Barrier
 from pathlib import Path
 
-from harness import free_port, setup_django, start
+from harness import free_port, ingest_ct_instance, setup_django, start
 
 USERNAME, PASSWORD = "loadtest", "Load-test-Password-1"
 BIG_STUDY = "2.25.297350124567018462237816904213859911401"
@@ -67,14 +67,14 @@ def prepare(args: argparse.Namespace) -> tuple[dict[str, str], list[str]]:
 
     from accounts.models import User
     from pacsweb.models import ServerSetup
-    from studies.models import Instance, Patient, Series, Study
+    from studies.models import Patient, Series, Study
 
     if not Study.objects.exclude(study_uid=BIG_STUDY).exists():
         print("filling the archive with demo studies ...", flush=True)
         call_command("make_demo_data", patients=12, seed=7, matrix=128, slices=12)
     if not Study.objects.filter(study_uid=BIG_STUDY).exists():
         print("ingesting the study to download (200 x 1 MB) ...", flush=True)
-        ingest_big_study(Instance)
+        ingest_big_study()
     user, _ = User.objects.get_or_create(username=USERNAME)
     user.set_password(PASSWORD)
     user.save()
@@ -101,33 +101,16 @@ def prepare(args: argparse.Namespace) -> tuple[dict[str, str], list[str]]:
     return env, pages
 
 
-def ingest_big_study(instance_model) -> None:
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.filebase import DicomBytesIO
-    from pydicom.uid import ExplicitVRLittleEndian
-
-    from studies.services import Status, instance_ingest
-
+def ingest_big_study() -> None:
     pixels = os.urandom(724 * 724 * 2)
     for number in range(1, 201):
-        ds = Dataset()
-        ds.file_meta = FileMetaDataset()
-        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
-        ds.SOPInstanceUID = f"{BIG_STUDY}.1.{number}"
-        ds.StudyInstanceUID, ds.SeriesInstanceUID = BIG_STUDY, f"{BIG_STUDY}.1"
-        ds.PatientName, ds.PatientID = "LOAD^TEST", "LOAD-1"
-        ds.StudyDate, ds.StudyTime, ds.StudyID = "20240301", "120000", "1"
-        ds.Modality, ds.SeriesNumber, ds.InstanceNumber = "CT", 1, number
-        ds.Rows = ds.Columns = 724
-        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
-        ds.PixelData = pixels
-        buffer = DicomBytesIO()
-        ds.save_as(buffer, enforce_file_format=True)
-        outcome = instance_ingest(file=buffer.getvalue(), source=instance_model.Source.DEMO)
-        if outcome.status != Status.STORED:
-            sys.exit(f"ingest failed: {outcome}")
+        ingest_ct_instance(
+            study_uid=BIG_STUDY,
+            number=number,
+            side=724,
+            pixels=pixels,
+            patient=("LOAD^TEST", "LOAD-1"),
+        )
 
 
 def start_server(env: dict[str, str]) -> subprocess.Popen:

@@ -26,7 +26,7 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
-from harness import free_port, setup_django, start
+from harness import free_port, ingest_ct_instance, setup_django, start
 
 STUDY_UID = "2.25.164021935812775629148396520153371204821"
 USERNAME, PASSWORD = "bench", "bench-Password-1"
@@ -45,12 +45,7 @@ def parse_args() -> argparse.Namespace:
 
 def make_study(count: int, pixel_kb: int) -> None:
     """Ingest ``count`` CT instances of one study and series (reused when already there)."""
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.filebase import DicomBytesIO
-    from pydicom.uid import ExplicitVRLittleEndian
-
     from studies.models import Instance
-    from studies.services import Status, instance_ingest
 
     have = Instance.objects.filter(series__study__study_uid=STUDY_UID).count()
     if have == count:
@@ -60,30 +55,15 @@ def make_study(count: int, pixel_kb: int) -> None:
         sys.exit(f"the data folder holds {have} instances of the bench study; use another one")
     side = int((pixel_kb * 1024 // 2) ** 0.5)
     pixels = os.urandom(side * side * 2)
-    series_uid = STUDY_UID + ".1"
     started = time.monotonic()
     for number in range(1, count + 1):
-        ds = Dataset()
-        ds.file_meta = FileMetaDataset()
-        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
-        ds.SOPInstanceUID = f"{series_uid}.{number}"
-        ds.StudyInstanceUID = STUDY_UID
-        ds.SeriesInstanceUID = series_uid
-        ds.PatientName = "BENCH^ZIP"
-        ds.PatientID = "BENCH-ZIP"
-        ds.StudyDate, ds.StudyTime, ds.StudyID = "20240115", "101500", "1"
-        ds.StudyDescription = "CT 1 GB"
-        ds.Modality, ds.SeriesNumber, ds.InstanceNumber = "CT", 1, number
-        ds.Rows = ds.Columns = side
-        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
-        ds.PixelData = pixels
-        buffer = DicomBytesIO()
-        ds.save_as(buffer, enforce_file_format=True)
-        outcome = instance_ingest(file=buffer.getvalue(), source=Instance.Source.DEMO)
-        if outcome.status != Status.STORED:
-            sys.exit(f"ingest failed: {outcome}")
+        ingest_ct_instance(
+            study_uid=STUDY_UID,
+            number=number,
+            side=side,
+            pixels=pixels,
+            patient=("BENCH^ZIP", "BENCH-ZIP"),
+        )
         if number % max(count // 20, 1) == 0 or number == count:
             elapsed = time.monotonic() - started
             print(f"  ingested {number}/{count} ({number / elapsed:.0f} instances/s)", flush=True)
