@@ -149,7 +149,7 @@ def test_physician_searches_and_walks_down_to_a_series(
 
     page.get_by_role("link", name="Review studies ›").click()
     page.wait_for_url(re.compile(r"/studies/patient/\d+/$"))
-    assert page.get_by_role("heading", name="DOE, JOHN").is_visible()
+    expect(page.get_by_role("heading", name="DOE, JOHN")).to_be_visible()
     screenshot(page, "patient-desktop")
 
     page.get_by_role("link", name="CT CHEST WITH CONTRAST").click()
@@ -179,9 +179,9 @@ def test_pages_on_a_phone(live_server, archive, web_user, logged_in_page, screen
     page.wait_for_url(re.compile(r"\?"))
     assert page.locator(".patient-card").count() == 3
     # The search form folds to one line above the results, and opens again on a tap.
-    assert not page.get_by_label("Patient name").is_visible()
+    expect(page.get_by_label("Patient name")).to_be_hidden()
     page.get_by_text("Search criteria").click()
-    assert page.get_by_label("Patient name").is_visible()
+    expect(page.get_by_label("Patient name")).to_be_visible()
     page.get_by_text("Search criteria").click()
     # No sideways scrolling on a phone: the page is as wide as the screen.
     width = page.evaluate("document.documentElement.scrollWidth")
@@ -204,7 +204,7 @@ def test_landing_and_login_pages(live_server, transactional_db, new_page, screen
     for name, viewport in (("desktop", DESKTOP), ("phone", PHONE)):
         page = new_page(viewport=viewport)
         page.goto(live_server.url + "/")
-        assert page.get_by_role("link", name="Log in").is_visible()
+        expect(page.get_by_role("link", name="Log in")).to_be_visible()
         assert page.get_by_role("link", name="Download Weasis").get_attribute("href") == (
             "https://weasis.org/en/getting-started/download-dicom-viewer/"
         )
@@ -213,7 +213,7 @@ def test_landing_and_login_pages(live_server, transactional_db, new_page, screen
         page.get_by_label("Username").fill("nobody")
         page.get_by_label("Password").fill("wrong-password")
         page.get_by_role("button", name="Log in").click()
-        assert page.get_by_text("The username or password is not correct.").is_visible()
+        expect(page.get_by_text("The username or password is not correct.")).to_be_visible()
         screenshot(page, f"login-error-{name}")
 
 
@@ -226,8 +226,7 @@ def test_physician_attaches_a_pdf_report(
     pdf.write_bytes(a_pdf())
     page.get_by_label("PDF report for this study").set_input_files(str(pdf))
     page.get_by_role("button", name="Attach", exact=True).click()
-    page.wait_for_load_state()
-    assert page.get_by_text("is attached to the study").is_visible()
+    expect(page.get_by_text("is attached to the study")).to_be_visible()
     report = StudyReport.objects.get(study__study_uid=archive["ct"])
     assert report.title == "Report CT chest.pdf"
     screenshot(page, "study-with-report-desktop")
@@ -245,8 +244,7 @@ def test_physician_attaches_a_pdf_report(
     fake.write_text("just some notes")
     page.get_by_label("PDF report for this study").set_input_files(str(fake))
     page.get_by_role("button", name="Attach", exact=True).click()
-    page.wait_for_load_state()
-    assert page.get_by_text("This is not a PDF file.").is_visible()
+    expect(page.get_by_text("This is not a PDF file.")).to_be_visible()
     assert StudyReport.objects.count() == 1
 
 
@@ -269,7 +267,7 @@ def test_physician_attaches_a_pdf_from_the_results(
     assert report.study.study_uid == archive["mr"]
     # Back on the same results, the report is listed on its study's row.
     row = page.locator("tbody.study", has_text="MR KNEE LEFT")
-    assert row.get_by_role("link", name=re.compile("knee.pdf")).is_visible()
+    expect(row.get_by_role("link", name=re.compile("knee.pdf"))).to_be_visible()
 
 
 def test_copy_patient_link(live_server, archive, web_user, logged_in_page, browser):
@@ -296,7 +294,7 @@ def test_copy_patient_link_falls_back_to_a_selectable_field(
     field = page.get_by_label("Patient link")
     field.wait_for()
     assert "/token?" in field.input_value()
-    assert page.get_by_text("The browser refused to copy").is_visible()
+    expect(page.get_by_text("The browser refused to copy")).to_be_visible()
     # The endpoint failing is reported in the same place.
     page.route("**/patient-link", lambda route: route.fulfill(status=500, body="broken"))
     page.get_by_role("button", name="Copy patient link").click()

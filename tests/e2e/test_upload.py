@@ -4,6 +4,7 @@ import re
 import zipfile
 from pathlib import Path
 
+from playwright.sync_api import expect
 from pydicom.fileset import FileSet
 from pydicom.uid import generate_uid
 
@@ -82,8 +83,8 @@ def test_folder_upload_shows_progress_and_the_result(
     assert rows.count() == IMAGES + 2 + 2  # Images, two zip members, DICOMDIR, README.TXT.
     stored = page.locator("table.upload-results .badge-stored")
     assert stored.count() == IMAGES + 2
-    assert page.get_by_text("PATIENT_CD/EXTRA.ZIP/SC/IM1").is_visible()
-    assert page.get_by_text("PATIENT_CD/README.TXT").is_visible()
+    expect(page.get_by_text("PATIENT_CD/EXTRA.ZIP/SC/IM1")).to_be_visible()
+    expect(page.get_by_text("PATIENT_CD/README.TXT")).to_be_visible()
     tally = page.locator(".tally-stored").inner_text()
     assert tally.replace("\n", " ").startswith(f"{IMAGES + 2} stored")
     shot = screenshot(page, "upload-result")
@@ -103,11 +104,13 @@ def test_user_without_upload_right_has_no_upload_section(
     user = web_user(username="drreadonly", can_upload=False)
     page = logged_in_page(user)
     page.goto(live_server.url + "/studies/")
-    assert page.get_by_role("link", name="Search").is_visible()
+    expect(page.get_by_role("link", name="Search")).to_be_visible()
     assert page.get_by_role("link", name="Upload").count() == 0
     response = page.goto(live_server.url + "/upload/")
     assert response.status == 403
-    assert page.get_by_role("heading", name="Uploads are not enabled for your account").is_visible()
+    expect(
+        page.get_by_role("heading", name="Uploads are not enabled for your account")
+    ).to_be_visible()
 
 
 def test_too_many_files_are_refused_in_the_page_before_sending(

@@ -4,6 +4,7 @@ series panel its thumbnails."""
 
 import numpy as np
 import pytest
+from playwright.sync_api import expect
 from pydicom.uid import generate_uid
 
 from pacsweb.models import ServerSetup
@@ -116,7 +117,7 @@ def check_viewer_shows_the_study(page, screenshot, name: str) -> None:
     page.wait_for_function(THUMBNAIL_STATS + "() !== null", timeout=OHIF_TIMEOUT_MS)
     thumbnail = page.evaluate(THUMBNAIL_STATS + "()")
     assert thumbnail["width"] >= 64 and thumbnail["std"] > 20, thumbnail
-    assert page.get_by_text("AXIAL 5MM").first.is_visible()
+    expect(page.get_by_text("AXIAL 5MM").first).to_be_visible()
     screenshot(page, name)
 
 
@@ -143,7 +144,7 @@ def test_patient_opens_the_study_from_the_token_page(
     page.get_by_role("link", name="Open in the web viewer").click()
     check_viewer_shows_the_study(page, screenshot, "ohif-patient")
     # The generated app-config shows the institution in place of OHIF's logo.
-    assert page.get_by_title("St. Mary's Clinic").is_visible()
+    expect(page.get_by_title("St. Mary's Clinic")).to_be_visible()
 
 
 def test_weasis_launch_page(ct_study, live_server, web_user, logged_in_page, screenshot) -> None:
@@ -152,5 +153,5 @@ def test_weasis_launch_page(ct_study, live_server, web_user, logged_in_page, scr
     page.goto(f"{live_server.url}/weasis/launch/study/{ct_study.study_uid}")
     link = page.get_by_role("link", name="Open in Weasis")
     assert link.get_attribute("href").startswith("weasis://?%24dicom%3Aget%20-w%20%22http")
-    assert page.get_by_text("free desktop DICOM viewer").is_visible()
+    expect(page.get_by_text("free desktop DICOM viewer")).to_be_visible()
     screenshot(page, "weasis-launch")
