@@ -320,7 +320,9 @@ def main() -> None:
     parser.add_argument("--instances", type=int, default=1000, help="CT instances (0.5 MB each)")
     parser.add_argument("--tiny", type=int, default=1000, help="tiny instances (0 to skip)")
     parser.add_argument("--senders", default="1,4", help="parallel storescu counts for the CT set")
-    parser.add_argument("--databases", default="sqlite,postgres", help="sqlite, postgres or both")
+    parser.add_argument(
+        "--databases", default="sqlite,postgres", help="comma-separated: sqlite, postgres"
+    )
     parser.add_argument("--processes", type=int, help="receiver processes (default: its own)")
     parser.add_argument(
         "--postgres-url",
@@ -333,6 +335,8 @@ def main() -> None:
             raise SystemExit(f"{tool} is missing: apt-get install dcmtk")
     senders = [int(n) for n in args.senders.split(",")]
     databases = [d for d in args.databases.split(",") if d]
+    if unknown := set(databases) - {"sqlite", "postgres"}:
+        parser.error(f"unknown database {', '.join(sorted(unknown))}: use sqlite, postgres")
     # Both servers are measured in the same conditions; the load says what those were (other
     # work on the machine slows the receiver's fsyncs and Python threads more than storescp).
     load_before = os.getloadavg()[0]
