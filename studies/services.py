@@ -21,8 +21,10 @@ from enum import StrEnum
 from pathlib import Path
 from typing import BinaryIO
 
+import psycopg
 from django.core.files import File
 from django.db import IntegrityError, connection, transaction
+from django.db.backends.utils import CursorWrapper
 from django.db.models import F, Model, Q
 from django.db.models.options import Options
 from django.utils import timezone
@@ -505,15 +507,6 @@ def _index_rows(
     """Write the rows of ``requests``; return the keys of their studies and series by UID."""
     sql = _sql()
     now = timezone.now()
-    if connection.vendor == "postgresql":
-        # The files are on disk (fsynced) before their rows are written, and a commit here
-        # waits for the database's log to reach the disk as well: a third disk flush for every
-        # instance, and the receiver's slowest step. Without that wait a commit is visible and
-        # safe from a crash of the database server, but a power cut may lose the last second of
-        # rows, as with SQLite's synchronous=NORMAL that pacsweb's settings use; their files
-        # stay, and ``manage.py check_storage --fix`` indexes them again.
-        with connection.cursor() as cursor:
-            cursor.execute("SET LOCAL synchronous_commit TO OFF")
     studies: dict[str, int] = {}
     series_pks: dict[str, int] = {}
     patients: dict[str, int] = {}
@@ -560,22 +553,65 @@ def _index_rows(
         added[1] += 1
         added[3] += request.instance_fields["size"]
         instances.append(sql.instance_values(series_pk, request.instance_fields, now))
-    with connection.cursor() as cursor:
-        cursor.execute(sql.insert_instances(len(instances)), [v for row in instances for v in row])
-        for series_pk, (series_uid, added_instances) in series_added.items():
-            # Matching the UID too makes a stale remembered key update nothing (see _KeyCache).
-            cursor.execute(sql.count_series, [added_instances, series_pk, series_uid])
-            if cursor.rowcount != 1:
-                raise _StaleKey(series_uid)
-        for study_pk, (study_uid, added, added_series, added_bytes) in study_added.items():
-            cursor.execute(sql.count_study, [added, added_series, added_bytes, study_pk, study_uid])
-            if cursor.rowcount != 1:
-                raise _StaleKey(study_uid)
+    # Matching the UID too makes a stale remembered key update nothing (see _KeyCache).
+    counts = [(sql.count_series, [n, pk, uid], uid) for pk, (uid, n) in series_added.items()]
+    counts += [
+        (sql.count_study, [added, added_series, added_bytes, pk, uid], uid)
+        for pk, (uid, added, added_series, added_bytes) in study_added.items()
+    ]
+    insert = (sql.insert_instances(len(instances)), [v for row in instances for v in row])
+    rowcounts = _execute_all([insert, *((text, params) for text, params, _ in counts)])
+    for (_, _, uid), rowcount in zip(counts, rowcounts[1:], strict=True):
+        if rowcount != 1:
+            raise _StaleKey(uid)
     for study_pk in new_series_studies:
         # The update above holds the study's row lock, so concurrent new series of one study
         # recompute the modalities one after the other.
         _study_modalities_update(study_pk)
     return studies, series_pks
+
+
+# The files are on disk (fsynced) before their rows are written, and a commit on PostgreSQL waits
+# for the database's log to reach the disk as well: a third disk flush for every instance, and
+# the receiver's slowest step. Without that wait a commit is visible and safe from a crash of the
+# database server, but a power cut may lose the last second of rows, as with SQLite's
+# synchronous=NORMAL that pacsweb's settings use; their files stay, and
+# ``manage.py check_storage --fix`` indexes them again.
+_NO_COMMIT_WAIT = "SET LOCAL synchronous_commit TO OFF"
+
+
+def _execute_all(statements: list[tuple[str, list]]) -> list[int]:
+    """Run ``statements`` (SQL, parameters) in order; return the rows each one wrote.
+
+    On PostgreSQL they go in one round trip: the index rows hold the study's row lock until
+    the commit, and every round trip while holding it keeps the other receiver processes
+    waiting for it.
+    """
+    with connection.cursor() as cursor:
+        if connection.vendor != "postgresql":
+            return _execute_each(cursor, statements)
+        statements = [(_NO_COMMIT_WAIT, []), *statements]
+        if not isinstance(cursor.cursor, psycopg.ClientCursor):
+            # Server-side binding (an OPTIONS choice) takes one statement per execute.
+            return _execute_each(cursor, statements)[1:]
+        # Django's cursor binds parameters on the client, which allows several statements in
+        # one execute; each has its own result.
+        cursor.execute(
+            ";".join(text for text, _ in statements),
+            [value for _, params in statements for value in params],
+        )
+        counts = []
+        while cursor.nextset():
+            counts.append(cursor.rowcount)
+        return counts
+
+
+def _execute_each(cursor: CursorWrapper, statements: list[tuple[str, list]]) -> list[int]:
+    counts = []
+    for text, params in statements:
+        cursor.execute(text, params)
+        counts.append(cursor.rowcount)
+    return counts
 
 
 def instance_unindex(*, instance_id: int) -> bool:
