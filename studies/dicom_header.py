@@ -11,13 +11,20 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from pydicom import dcmread
+from pydicom.charset import default_encoding
 from pydicom.datadict import dictionary_VR
-from pydicom.dataelem import RawDataElement
+from pydicom.dataelem import (
+    DataElement,
+    RawDataElement,
+    convert_raw_data_element,
+    empty_value_for_VR,
+)
 from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
 from pydicom.encaps import parse_basic_offsets, parse_fragments
 from pydicom.filebase import DicomBytesIO
 from pydicom.filereader import _read_file_meta_info, read_dataset, read_preamble
 from pydicom.pixels.utils import get_expected_length
+from pydicom.tag import BaseTag
 from pydicom.uid import (
     UID,
     DeflatedExplicitVRLittleEndian,
@@ -25,6 +32,7 @@ from pydicom.uid import (
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
 )
+from pydicom.valuerep import AMBIGUOUS_VR
 
 # pacsweb's own implementation identity in the file meta group (PS3.10 7.1). A fixed UUID-derived
 # UID (PS3.5 B.2), so that the meta group, and thus the stored bytes, depend only on the dataset.
@@ -34,6 +42,8 @@ IMPLEMENTATION_VERSION_NAME = "PACSWEB_1"
 # Elements bigger than this are left on disk while the header is parsed, and served as bulk data.
 DEFER_BYTES = 1024
 PIXEL_TAGS = (0x7FE00008, 0x7FE00009, 0x7FE00010)
+# A set: pydicom's tags compare through a slow __eq__, which a tuple's ``in`` calls per item.
+_PIXEL_TAG_SET = frozenset(PIXEL_TAGS)
 
 _UID = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
 _JPEG_EOI = b"\xff\xd9"
@@ -82,7 +92,10 @@ def read(fp: BinaryIO) -> ParsedFile:
         raise InvalidDicom("the file is empty")
     try:
         has_magic = read_preamble(fp, force=True) is not None
-        meta = _read_file_meta_info(fp)
+        meta = _plain_meta(fp) if has_magic else None
+        if meta is None:
+            fp.seek(132 if has_magic else 0)
+            meta = _read_file_meta_info(fp)
         dataset_start = fp.tell()
         encoding = _plain_encoding(meta) if has_magic else None
         if encoding is None:
@@ -127,6 +140,74 @@ def read(fp: BinaryIO) -> ParsedFile:
     return ParsedFile(ds, transfer_syntax, dataset_start, file_size, pixel_data, frames)
 
 
+# VRs a file meta group uses (PS3.10 7.1), by the size of their length field (PS3.5 7.1.2).
+_META_VRS_16 = frozenset((b"UL", b"UI", b"SH", b"AE"))
+_META_VRS_32 = frozenset((b"OB", b"UR"))
+_META_GROUP_LENGTH = b"\x02\x00\x00\x00UL\x04\x00"
+# Far beyond any real meta group; a larger stated length is left to pydicom.
+_MAX_META_BYTES = 0x10000
+
+
+def _plain_meta(fp: BinaryIO) -> FileMetaDataset | None:
+    """The file meta group at ``fp`` (after the magic) as ``_read_file_meta_info`` reads it.
+
+    pydicom takes as long for these few elements as for the whole dataset. This reads the
+    usual group only: one that starts with its group length, whose elements fill exactly that
+    length with the VRs of PS3.10 7.1, followed by a dataset. For anything else (``None``)
+    pydicom reads the group, with its own tolerance of damaged ones.
+    """
+    start = fp.tell()
+    head = fp.read(12)
+    if len(head) < 12 or head[:8] != _META_GROUP_LENGTH:
+        return None
+    size = int.from_bytes(head[8:12], "little")
+    if size > _MAX_META_BYTES:
+        return None
+    # Also the next element's tag, which pydicom reads to see where the group ends.
+    body = fp.read(size + 8)
+    if len(body) < size + 8 or int.from_bytes(body[size : size + 2], "little") == 2:
+        return None
+    elements = {
+        BaseTag(0x00020000): RawDataElement(
+            BaseTag(0x00020000), "UL", 4, head[8:12], start + 8, False, True
+        )
+    }
+    position, last = 0, 0x00020000
+    while position < size:
+        header = body[position : position + 8]
+        group, element = (
+            int.from_bytes(header[0:2], "little"),
+            int.from_bytes(header[2:4], "little"),
+        )
+        vr = header[4:6]
+        if vr in _META_VRS_16:
+            length, position = int.from_bytes(header[6:8], "little"), position + 8
+        elif vr in _META_VRS_32:
+            length = int.from_bytes(body[position + 8 : position + 12], "little")
+            position += 12
+        else:
+            return None
+        tag = group << 16 | element
+        # Out of order or repeated elements, or a value past the group: left to pydicom.
+        if group != 2 or tag <= last or position + length > size:
+            return None
+        vr_text = vr.decode("ascii")
+        value = (
+            body[position : position + length] if length else empty_value_for_VR(vr_text, raw=True)
+        )
+        elements[BaseTag(tag)] = RawDataElement(
+            BaseTag(tag), vr_text, length, value, start + 12 + position, False, True
+        )
+        position += length
+        last = tag
+    if position != size:
+        return None
+    fp.seek(start + 12 + size)
+    meta = FileMetaDataset(elements)
+    meta.set_original_encoding(False, True, default_encoding)
+    return meta
+
+
 def _plain_encoding(meta: FileMetaDataset) -> tuple[bool, bool] | None:
     """(implicit VR, little endian) of a dataset that pydicom reads as it is stored, if known."""
     uid = meta.get("TransferSyntaxUID")
@@ -139,7 +220,7 @@ def _plain_encoding(meta: FileMetaDataset) -> tuple[bool, bool] | None:
 
 
 def _at_pixel_data(tag: int, vr: str | None, length: int) -> bool:
-    return tag in PIXEL_TAGS
+    return tag in _PIXEL_TAG_SET
 
 
 def _pixel_data_at(fp: BinaryIO, position: int, file_size: int, ds: Dataset) -> PixelData | None:
@@ -152,7 +233,7 @@ def _pixel_data_at(fp: BinaryIO, position: int, file_size: int, ds: Dataset) -> 
     order = "little" if little else "big"
     group, element = int.from_bytes(header[0:2], order), int.from_bytes(header[2:4], order)
     tag = (group << 16) | element
-    if tag not in PIXEL_TAGS:
+    if tag not in _PIXEL_TAG_SET:
         return None
     # Some writers encode implicit VR under an explicit transfer syntax (pydicom reads it with a
     # warning): an explicit VR is two upper-case letters.
@@ -174,18 +255,66 @@ def _pixel_data_at(fp: BinaryIO, position: int, file_size: int, ds: Dataset) -> 
             raise InvalidDicom(
                 "the file is truncated (the pixel data ends past the end of the file)"
             )
-        try:
-            expected = get_expected_length(ds)
-        except (AttributeError, TypeError, ValueError, KeyError):
-            expected = None
-        if not isinstance(expected, int):
-            expected = None
+        expected = _expected_length(ds)
         # Native pixel data must hold every frame the image attributes announce.
         if tag == 0x7FE00010 and expected is not None and length < expected:
             raise InvalidDicom(
                 f"the pixel data is truncated ({length} bytes where the image needs {expected})"
             )
     return PixelData(tag, vr, value_start, length, expected)
+
+
+def _expected_length(ds: Dataset) -> int | None:
+    """The bytes native pixel data must hold by the image attributes, if they say (PS3.5 8.1.1).
+
+    What pydicom's ``get_expected_length`` returns, worked out from the raw values of the usual
+    image: it would first convert each attribute, as long as the rest of reading the header.
+    """
+    expected = _plain_expected_length(ds)
+    if expected is not None:
+        return expected
+    try:
+        expected = get_expected_length(ds)
+    except (AttributeError, TypeError, ValueError, KeyError):
+        return None
+    return expected if isinstance(expected, int) else None
+
+
+# Rows, Columns, Samples per Pixel, Bits Allocated: one US value each.
+_IMAGE_SIZE_TAGS = (0x00280010, 0x00280011, 0x00280002, 0x00280100)
+
+
+def _plain_expected_length(ds: Dataset) -> int | None:
+    """``get_expected_length`` for one-frame images with raw US values, else ``None``."""
+    if 0x00280008 in ds:  # Number of Frames: its IS value has many forms.
+        return None
+    numbers = []
+    for tag in _IMAGE_SIZE_TAGS:
+        raw = ds.get_item(tag, keep_deferred=True) if tag in ds else None
+        if (
+            not isinstance(raw, RawDataElement)
+            or raw.VR not in ("US", None)
+            or not isinstance(raw.value, bytes)
+            or len(raw.value) != 2
+        ):
+            return None
+        numbers.append(int.from_bytes(raw.value, "little" if raw.is_little_endian else "big"))
+    photometric = ds.get_item(0x00280004, keep_deferred=True) if 0x00280004 in ds else None
+    # pydicom compares the decoded, stripped value with YBR_FULL_422: a plain value that does not
+    # hold those letters cannot equal it. Without the attribute pydicom gives no length.
+    if (
+        not isinstance(photometric, RawDataElement)
+        or photometric.VR not in ("CS", None)
+        or not isinstance(photometric.value, bytes)
+        or not photometric.value.isascii()
+        or b"YBR_FULL_422" in photometric.value
+    ):
+        return None
+    rows, columns, samples, bits = numbers
+    length = rows * columns * samples
+    if bits == 1:
+        return length // 8 + (length % 8 > 0)
+    return length * (bits // 8)
 
 
 def _transfer_syntax(ds: Dataset, meta: FileMetaDataset) -> str:
@@ -280,16 +409,6 @@ _META_IMPLEMENTATION = _meta_element(
 ) + _meta_element(0x0013, b"SH", _implementation_name())
 
 
-def _deferred_tags(ds: Dataset) -> dict[int, str]:
-    """Top-level elements left on disk while parsing (tag -> VR)."""
-    found = {}
-    for tag in ds.keys():
-        raw = ds.get_item(tag)
-        if isinstance(raw, RawDataElement) and raw.value is None:
-            found[int(tag)] = raw.VR or _dictionary_vr(int(tag))
-    return found
-
-
 def _dictionary_vr(tag: int) -> str:
     try:
         vr = dictionary_VR(tag)
@@ -305,16 +424,25 @@ def metadata_json(parsed: ParsedFile) -> str:
     WADO-RS serves this text as it is, so it is computed once, at ingest.
     """
     ds = parsed.ds
-    bulk = _deferred_tags(ds)
+    # Values left on disk while parsing are read first, all of them: the JSON holds them, inline
+    # or (binary ones over the threshold) as bulk data URIs. A failed read fails the whole.
+    for tag, raw in list(ds.items()):
+        if isinstance(raw, RawDataElement) and raw.value is None:
+            ds[tag]  # Reads and converts it.
+    bulk = {}
     if parsed.pixel_data is not None:
         bulk[parsed.pixel_data.tag] = parsed.pixel_data.vr
+    # As Dataset.__getitem__ works it out, for each element.
+    character_set = ds.original_character_set or ds._character_set  # noqa: SLF001
     data = {}
-    for tag in ds.keys():
+    for tag, raw in list(ds.items()):
         number = int(tag)
         # Group lengths (gggg,0000) are not part of the JSON model (PS3.18 F.2).
-        if number in bulk or tag.element == 0:
+        if number in bulk or number & 0xFFFF == 0:
             continue
-        element = ds[tag]
+        element = _plain_element(raw, character_set, ds)
+        if element is None:
+            element = ds[tag]
         # A bulk data URI names a top-level element (``bulk/<tag>``): one inside a sequence (an
         # icon's pixel data) could not be told from it, so values in sequences stay inline.
         threshold = sys.maxsize if element.VR == "SQ" else DEFER_BYTES
@@ -330,6 +458,34 @@ def metadata_json(parsed: ParsedFile) -> str:
         data[f"{tag:08X}"] = {"vr": vr, "BulkDataURI": f"bulk/{tag:08X}"}
     _to_json_model(data)
     return json.dumps(dict(sorted(data.items())), separators=(",", ":"), ensure_ascii=False)
+
+
+def _plain_element(raw: object, character_set: str | list[str], ds: Dataset) -> DataElement | None:
+    """``ds[raw.tag]`` for a raw element that needs nothing of it but the conversion, else None.
+
+    ``Dataset.__getitem__`` costs more than converting the value: it looks the character set up
+    again and stores the element, and only sequences, ambiguous VRs (US or SS), private tags
+    (their creator) and the character set itself need more than ``convert_raw_data_element``.
+    The element is not stored back: nothing reads the dataset after its JSON.
+    """
+    if not isinstance(raw, RawDataElement) or not character_set:
+        return None
+    tag = int(raw.tag)
+    if tag == 0x00080005 or tag >> 16 & 1 or (raw.value is None and raw.length != 0):
+        return None
+    vr = raw.VR
+    if vr is None:
+        try:
+            vr = dictionary_VR(tag)
+        except KeyError:
+            return None
+    # pydicom looks a UN element's VR up (replace_un_with_known_vr): left to it.
+    if vr in _NOT_PLAIN_VRS:
+        return None
+    return convert_raw_data_element(raw, encoding=character_set, ds=ds)
+
+
+_NOT_PLAIN_VRS = frozenset((*AMBIGUOUS_VR, "SQ", "UN"))
 
 
 def _bulk_uri(element: object) -> str:
