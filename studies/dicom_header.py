@@ -7,8 +7,9 @@ are valid, or ``InvalidDicom`` with a reason a person can act on.
 import json
 import re
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 from pydicom import dcmread
 from pydicom.charset import default_encoding
@@ -47,6 +48,8 @@ _PIXEL_TAG_SET = frozenset(PIXEL_TAGS)
 
 _UID = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
 _JPEG_EOI = b"\xff\xd9"
+
+T = TypeVar("T")
 
 
 class InvalidDicom(Exception):
@@ -434,58 +437,145 @@ def metadata_json(parsed: ParsedFile) -> str:
         bulk[parsed.pixel_data.tag] = parsed.pixel_data.vr
     # As Dataset.__getitem__ works it out, for each element.
     character_set = ds.original_character_set or ds._character_set  # noqa: SLF001
-    data = {}
+    charset_key = _charset_key(ds)
+    members = {}
     for tag, raw in list(ds.items()):
         number = int(tag)
         # Group lengths (gggg,0000) are not part of the JSON model (PS3.18 F.2).
         if number in bulk or number & 0xFFFF == 0:
             continue
-        element = _plain_element(raw, character_set, ds)
-        if element is None:
-            element = ds[tag]
-        # A bulk data URI names a top-level element (``bulk/<tag>``): one inside a sequence (an
-        # icon's pixel data) could not be told from it, so values in sequences stay inline.
-        threshold = sys.maxsize if element.VR == "SQ" else DEFER_BYTES
-        # Element by element rather than with Dataset.to_json_dict, whose suppress_invalid_tags
-        # switches pydicom's process-wide validation mode, under other threads' reads too.
-        try:
-            data[f"{number:08X}"] = element.to_json_dict(
-                bulk_data_element_handler=_bulk_uri, bulk_data_threshold=threshold
-            )
-        except Exception:  # noqa: BLE001, S112 - a value JSON cannot hold is left out.
-            continue
+        if not (character_set and _is_plain(raw)):
+            text = _attribute_json(ds[tag])
+        else:
+            key = _memo_key(raw, charset_key)
+            text = _MEMO.get(("json", key), _UNKNOWN) if key else _UNKNOWN
+            if text is _UNKNOWN:
+                element = convert_raw_data_element(raw, encoding=character_set, ds=ds)
+                text = _attribute_json(element)
+                if key:
+                    _MEMO.put(("json", key), text)
+        if text is not None:
+            members[f"{number:08X}"] = text
     for tag, vr in bulk.items():
-        data[f"{tag:08X}"] = {"vr": vr, "BulkDataURI": f"bulk/{tag:08X}"}
-    _to_json_model(data)
-    return json.dumps(dict(sorted(data.items())), separators=(",", ":"), ensure_ascii=False)
+        members[f"{tag:08X}"] = _compact_json({"vr": vr, "BulkDataURI": f"bulk/{tag:08X}"})
+    # The members as json.dumps would join them, in tag order.
+    return "{" + ",".join(f'"{key}":{members[key]}' for key in sorted(members)) + "}"
 
 
-def _plain_element(raw: object, character_set: str | list[str], ds: Dataset) -> DataElement | None:
-    """``ds[raw.tag]`` for a raw element that needs nothing of it but the conversion, else None.
+def _attribute_json(element: DataElement) -> str | None:
+    """One attribute of the JSON model as text, or None for a value JSON cannot hold."""
+    # A bulk data URI names a top-level element (``bulk/<tag>``): one inside a sequence (an
+    # icon's pixel data) could not be told from it, so values in sequences stay inline.
+    threshold = sys.maxsize if element.VR == "SQ" else DEFER_BYTES
+    # Element by element rather than with Dataset.to_json_dict, whose suppress_invalid_tags
+    # switches pydicom's process-wide validation mode, under other threads' reads too.
+    try:
+        attribute = element.to_json_dict(
+            bulk_data_element_handler=_bulk_uri, bulk_data_threshold=threshold
+        )
+    except Exception:  # noqa: BLE001 - a value JSON cannot hold is left out.
+        return None
+    _to_json_model({"": attribute})
+    return _compact_json(attribute)
+
+
+def _compact_json(value: object) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _is_plain(raw: object) -> bool:
+    """Whether ``raw`` is an element whose value needs nothing of its dataset to convert.
 
     ``Dataset.__getitem__`` costs more than converting the value: it looks the character set up
     again and stores the element, and only sequences, ambiguous VRs (US or SS), private tags
-    (their creator) and the character set itself need more than ``convert_raw_data_element``.
-    The element is not stored back: nothing reads the dataset after its JSON.
+    (their creator), UN (pydicom looks its VR up) and the character set itself need more than
+    ``convert_raw_data_element``. The element is not stored back: nothing reads the dataset
+    after its JSON.
     """
-    if not isinstance(raw, RawDataElement) or not character_set:
-        return None
+    if not isinstance(raw, RawDataElement):
+        return False
     tag = int(raw.tag)
     if tag == 0x00080005 or tag >> 16 & 1 or (raw.value is None and raw.length != 0):
-        return None
+        return False
     vr = raw.VR
     if vr is None:
         try:
             vr = dictionary_VR(tag)
         except KeyError:
-            return None
-    # pydicom looks a UN element's VR up (replace_un_with_known_vr): left to it.
-    if vr in _NOT_PLAIN_VRS:
-        return None
-    return convert_raw_data_element(raw, encoding=character_set, ds=ds)
+            return False
+    return vr not in _NOT_PLAIN_VRS
 
 
 _NOT_PLAIN_VRS = frozenset((*AMBIGUOUS_VR, "SQ", "UN"))
+
+
+class _Memo:
+    """What was made of element values, by their encoded form: bounded, emptied when full.
+
+    The instances of a series repeat most of their header (patient, study, equipment), and
+    converting a value with pydicom costs a hundred times as much as looking it up. Only what
+    a value alone decides is kept (see ``_memo_key``), so a remembered result is the one the
+    conversion would give. Threads share it: a dict's get and set are atomic.
+    """
+
+    SIZE = 8192
+
+    def __init__(self) -> None:
+        self._known: dict = {}
+
+    def get(self, key: tuple, default: object) -> object:
+        return self._known.get(key, default)
+
+    def put(self, key: tuple, value: object) -> None:
+        if len(self._known) >= self.SIZE:
+            self._known.clear()
+        self._known[key] = value
+
+
+_MEMO = _Memo()
+_UNKNOWN = object()
+# Longer values (a list of positions, a description) are rarely repeated and would fill memory.
+MEMO_LARGEST_VALUE = 128
+
+
+def _charset_key(ds: Dataset) -> object:
+    """The dataset's Specific Character Set as encoded: with the VR, all a text value needs."""
+    item = ds.get_item(0x00080005, keep_deferred=True)
+    if item is None:
+        return None
+    if isinstance(item, RawDataElement):
+        return item.value
+    value = item.value
+    return value if isinstance(value, str | None) else tuple(value)
+
+
+def _memo_key(raw: RawDataElement, charset_key: object) -> tuple | None:
+    value = raw.value
+    if value is None or len(value) > MEMO_LARGEST_VALUE:
+        return None
+    return (int(raw.tag), raw.VR, raw.is_little_endian, charset_key, bytes(value))
+
+
+def header_value(ds: Dataset, tag: int, derive: Callable[[object], T]) -> T:
+    """``derive(value of tag in ds, or None)``, remembered for the next instance with that value.
+
+    ``derive`` must depend on nothing but the value it is given.
+    """
+    raw = ds.get_item(tag, keep_deferred=True)
+    key = _memo_key(raw, _charset_key(ds)) if _is_plain(raw) else None
+    if key is None:
+        return derive(_value(ds, tag))
+    memo_key = (derive, key)
+    result = _MEMO.get(memo_key, _UNKNOWN)
+    if result is _UNKNOWN:
+        result = derive(_value(ds, tag))
+        _MEMO.put(memo_key, result)
+    return result
+
+
+def _value(ds: Dataset, tag: int) -> object:
+    element = ds.get(tag)
+    return None if element is None else element.value
 
 
 def _bulk_uri(element: object) -> str:

@@ -28,6 +28,7 @@ from django.db.backends.utils import CursorWrapper
 from django.db.models import F, Model, Q
 from django.db.models.options import Options
 from django.utils import timezone
+from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
 from pypdf import PdfReader
 
@@ -191,24 +192,39 @@ def _part10_chunks(fp: BinaryIO, prefix: bytes, dataset_start: int) -> Iterator[
 
 
 def _text(ds: Dataset, keyword: str, limit: int) -> str:
-    value = ds.get(keyword)
-    if value is None:
-        return ""
-    if isinstance(value, list | tuple) or type(value).__name__ == "MultiValue":
-        value = "\\".join(str(v) for v in value)
-    return str(value).replace("\x00", "").strip()[:limit]
+    return dicom_header.header_value(ds, _tag(keyword), _clean_text)[:limit]
 
 
 def _int(ds: Dataset, keyword: str) -> int | None:
     try:
-        value = ds.get(keyword)
-        return int(value) if value not in (None, "") else None
+        return dicom_header.header_value(ds, _tag(keyword), _to_int)
     except (TypeError, ValueError, OverflowError):
+        # pydicom's conversion of a malformed IS value: no number.
         return None
 
 
 def _date(ds: Dataset, keyword: str) -> datetime.date | None:
-    return parse_da(_text(ds, keyword, 32))
+    return dicom_header.header_value(ds, _tag(keyword), _to_date)
+
+
+_tag = functools.cache(tag_for_keyword)
+
+
+# What the index makes of a value: of the value alone, so header_value can remember it.
+def _clean_text(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, list | tuple) or type(value).__name__ == "MultiValue":
+        value = "\\".join(str(v) for v in value)
+    return str(value).replace("\x00", "").strip()
+
+
+def _to_int(value: object) -> int | None:
+    return int(value) if value not in (None, "") else None
+
+
+def _to_date(value: object) -> datetime.date | None:
+    return parse_da(_clean_text(value)[:32])
 
 
 def _index_fields(ds: Dataset, *, has_pixel_data: bool) -> dict[str, dict]:

@@ -10,6 +10,7 @@ from pydicom.filereader import _read_file_meta_info, read_preamble
 from pydicom.pixels.utils import get_expected_length
 
 from studies import dicom_header
+from tests.conftest import make_dataset, to_bytes
 
 TEST_FILES = Path(pydicom.__file__).parent / "data" / "test_files"
 
@@ -122,9 +123,11 @@ def test_metadata_json_is_what_pydicoms_dataset_access_gives(path: Path, monkeyp
             return repr(exc)
 
     ours = metadata()
-    # Every element through Dataset.__getitem__, as before the plain path.
-    monkeypatch.setattr(dicom_header, "_plain_element", lambda *args: None)
-    assert ours == metadata()
+    # Again, with what the first time remembered.
+    remembered = metadata()
+    # Every element through Dataset.__getitem__, as before the plain path and the memo.
+    monkeypatch.setattr(dicom_header, "_is_plain", lambda raw: False)
+    assert ours == remembered == metadata()
 
 
 @pytest.mark.parametrize(
@@ -159,3 +162,40 @@ def test_expected_length_of_made_up_images_is_pydicoms(changes: dict, encoding: 
     except (AttributeError, TypeError, ValueError, KeyError):
         expected = None
     assert dicom_header._expected_length(raw) == (expected if isinstance(expected, int) else None)
+
+
+def _parsed(data: bytes) -> dicom_header.ParsedFile:
+    return dicom_header.read(io.BytesIO(data))
+
+
+def test_header_value_derives_a_repeated_value_once() -> None:
+    calls = []
+
+    def derive(value: object) -> str:
+        calls.append(value)
+        return str(value).lower()
+
+    # Two instances of one patient, as a series repeats it.
+    first, second = (
+        _parsed(to_bytes(make_dataset(patient_name="MEMO^TWICE", InstanceNumber=n))) for n in (1, 2)
+    )
+    name, number = 0x00100010, 0x00200013
+    assert dicom_header.header_value(first.ds, name, derive) == "memo^twice"
+    assert dicom_header.header_value(second.ds, name, derive) == "memo^twice"
+    assert len(calls) == 1
+    # A value that differs is derived again; a missing one is None.
+    assert dicom_header.header_value(first.ds, number, derive) == "1"
+    assert dicom_header.header_value(second.ds, number, derive) == "2"
+    assert dicom_header.header_value(first.ds, 0x00104000, derive) == "none"
+    assert len(calls) == 4
+
+
+def test_header_value_tells_character_sets_apart() -> None:
+    # The same bytes (UTF-8 for "É") name different people under two character sets.
+    names = {}
+    for charset in ("ISO_IR 192", "ISO_IR 100"):
+        ds = make_dataset()
+        ds.SpecificCharacterSet = charset
+        data = to_bytes(ds).replace(b"DOE^JOHN", "DOÉ^JON".encode())
+        names[charset] = dicom_header.header_value(_parsed(data).ds, 0x00100010, str)
+    assert names == {"ISO_IR 192": "DOÉ^JON", "ISO_IR 100": "DOÃ\x89^JON"}

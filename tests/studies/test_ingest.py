@@ -9,9 +9,9 @@ import pytest
 from pydicom.data import get_testdata_file
 from pydicom.encaps import generate_frames
 
-from studies import storage
+from studies import dicom_header, storage
 from studies.models import Instance, Patient, Series, Study
-from studies.services import Status, instance_ingest
+from studies.services import Status, _index_fields, instance_ingest
 from tests.conftest import make_dataset, to_bytes
 
 pytestmark = pytest.mark.django_db
@@ -61,6 +61,24 @@ def test_every_pydicom_test_file_is_stored_or_rejected_with_a_reason(path: Path)
     assert reread.file_meta.MediaStorageSOPInstanceUID == original.SOPInstanceUID
     assert reread.file_meta.TransferSyntaxUID == instance.transfer_syntax_uid
     assert stored_files() == [instance.path]
+
+
+@pytest.mark.parametrize("path", dicom_test_files(), ids=lambda p: p.name)
+def test_index_fields_are_the_same_remembered_or_not(path: Path, monkeypatch) -> None:
+    def fields() -> object:
+        try:
+            parsed = dicom_header.read(io.BytesIO(path.read_bytes()))
+        except dicom_header.InvalidDicom:
+            return None
+        try:
+            return _index_fields(parsed.ds, has_pixel_data=parsed.pixel_data is not None)
+        except Exception as exc:  # noqa: BLE001 - ingest rejects on this; it must be the same.
+            return repr(exc)
+
+    first, remembered = fields(), fields()
+    # Every value converted by pydicom, as without header_value's memo.
+    monkeypatch.setattr(dicom_header, "_is_plain", lambda raw: False)
+    assert first == remembered == fields()
 
 
 def test_dataset_bytes_are_kept_exactly(dicom_bytes) -> None:
