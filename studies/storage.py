@@ -30,10 +30,32 @@ def absolute(relative: str) -> Path:
     return root() / relative
 
 
+# Files go into 4,096 folders named by the first three hex digits of their UUID: ten million
+# files make about 2,500 per folder. (Older archives also hold files two levels deep: paths are
+# relative and kept in the index, so both layouts live side by side.)
+FOLDER_DIGITS = 3
+
+
 def new_relative_path() -> str:
     name = uuid.uuid4().hex
-    # Two levels of 256 folders keep every folder small even with millions of files.
-    return f"{name[:2]}/{name[2:4]}/{name}.dcm"
+    return f"{name[:FOLDER_DIGITS]}/{name}.dcm"
+
+
+def prepare() -> None:
+    """Make every missing storage folder, durably, so that no write waits for one.
+
+    A new folder is durable only once its parent is fsynced, a disk flush of its own: made on
+    demand, the first files of a new archive would each pay for one.
+    """
+    base = str(root())
+    _make_folders(base)
+    existing = set(os.listdir(base))
+    names = (f"{n:0{FOLDER_DIGITS}x}" for n in range(16**FOLDER_DIGITS))
+    missing = [name for name in names if name not in existing]
+    for name in missing:
+        os.makedirs(os.path.join(base, name), exist_ok=True)
+    if missing:
+        _fsync_folder(base)
 
 
 def write(relative: str, chunks: Iterable[bytes]) -> tuple[int, int]:

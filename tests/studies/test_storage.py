@@ -41,3 +41,19 @@ def test_concurrent_writers_creating_the_same_folders_all_succeed(settings) -> N
     assert errors == []
     assert sorted(storage.iter_files()) == relatives
     assert all(storage.absolute(r).read_bytes() == r.encode() for r in relatives)
+
+
+def test_prepare_makes_every_folder_once_and_new_files_go_into_them(settings) -> None:
+    storage.prepare()
+    folders = sorted(p.name for p in settings.STORAGE_DIR.iterdir())
+    assert len(folders) == 16**storage.FOLDER_DIGITS
+    assert folders[0] == "000" and folders[-1] == "fff"
+    # Again on a complete tree: nothing changes, nothing fails.
+    storage.prepare()
+    assert len(list(settings.STORAGE_DIR.iterdir())) == len(folders)
+
+    relative = storage.new_relative_path()
+    folder, name = relative.split("/")
+    assert folder in folders and name.startswith(folder) and name.endswith(".dcm")
+    storage.write(relative, [b"data"])
+    assert list(storage.iter_files()) == [relative]

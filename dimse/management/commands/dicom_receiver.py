@@ -5,6 +5,7 @@ import os
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from dimse import server
+from studies import storage
 
 MIB = 1024 * 1024
 
@@ -73,6 +74,7 @@ class Command(BaseCommand):
         # and above 64 MiB each association could hold that much in memory.
         if not 4096 <= max_pdu <= 64 * MIB:
             raise CommandError("--max-pdu must be between 4096 and 67108864 bytes")
+        storage.prepare()
         try:
             sock = server.listen(bind, port)
         except OSError as exc:
