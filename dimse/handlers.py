@@ -122,6 +122,9 @@ def handle_store(event: Event) -> int | Dataset:
                 file=_Concatenation(prefix, dataset),
                 source=Instance.Source.RECEIVER,
                 source_detail=event.assoc.requestor.ae_title,
+                # A modality sends new images; an association that resends a study shows it
+                # with its first instance, and the rest are looked up before being written.
+                duplicates_likely=counts.duplicates > 0,
             )
     except Exception:
         log.exception("C-STORE from %s failed", _peer(event.assoc))

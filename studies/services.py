@@ -71,6 +71,7 @@ def instance_ingest(
     file: BinaryIO | bytes | Path,
     source: Instance.Source,
     source_detail: str = "",
+    duplicates_likely: bool = True,
 ) -> IngestOutcome:
     """Store one DICOM file durably and index it, or say why not.
 
@@ -78,19 +79,26 @@ def instance_ingest(
     zeroed preamble, a fresh file meta group and the dataset's bytes exactly as received. The
     same SOP Instance UID again is a duplicate: identical content is a no-op, and different
     content is reported and not stored (the first copy is kept).
+
+    With ``duplicates_likely`` (an import of a folder may hold what the archive has) the UID is
+    looked up before anything is written. A caller that expects new instances (a receiver
+    association that has met no duplicate yet) saves that query: a duplicate is then found by
+    the index's unique constraint, after its file was written, and the file is removed again.
     """
     if isinstance(file, Path):
         try:
             with open(file, "rb") as fp:
-                return _ingest_open(fp, source, source_detail)
+                return _ingest_open(fp, source, source_detail, duplicates_likely)
         except OSError as exc:
             return IngestOutcome(Status.REJECTED, f"cannot read the file ({exc.strerror})")
     if isinstance(file, bytes | bytearray | memoryview):
-        return _ingest_open(io.BytesIO(file), source, source_detail)
-    return _ingest_open(file, source, source_detail)
+        return _ingest_open(io.BytesIO(file), source, source_detail, duplicates_likely)
+    return _ingest_open(file, source, source_detail, duplicates_likely)
 
 
-def _ingest_open(fp: BinaryIO, source: str, source_detail: str) -> IngestOutcome:
+def _ingest_open(
+    fp: BinaryIO, source: str, source_detail: str, duplicates_likely: bool
+) -> IngestOutcome:
     try:
         parsed = dicom_header.read(fp)
     except dicom_header.InvalidDicom as exc:
@@ -99,7 +107,7 @@ def _ingest_open(fp: BinaryIO, source: str, source_detail: str) -> IngestOutcome
     sop_uid, study_uid = str(ds.SOPInstanceUID), str(ds.StudyInstanceUID)
     prefix = dicom_header.part10_prefix(ds, parsed.transfer_syntax_uid)
     # A duplicate (a sender retrying a whole study) is answered before deriving anything else.
-    existing = _stored_size_and_crc(sop_uid)
+    existing = _stored_size_and_crc(sop_uid) if duplicates_likely else None
     if existing is not None:
         return _duplicate(existing, fp, prefix, parsed, sop_uid, study_uid)
     try:
@@ -138,7 +146,8 @@ def _ingest_open(fp: BinaryIO, source: str, source_detail: str) -> IngestOutcome
     try:
         _index(fields, instance_fields)
     except IntegrityError:
-        # Another sender indexed the same SOP Instance UID between our check and our insert.
+        # The SOP Instance UID is indexed already: it was not looked up first, or another
+        # sender indexed it between our check and our insert.
         storage.delete(relative)
         existing = _stored_size_and_crc(sop_uid)
         if existing is None:
@@ -408,6 +417,8 @@ def _index_committed(requests: list[_IndexRequest], keys: _KeyCache | None) -> N
         _index_rows(requests, None)
         return
     try:
+        if _index_known_rows(requests, keys):
+            return
         studies, series = _index_rows(requests, keys)
     except _StaleKey:
         keys.clear()
@@ -521,15 +532,11 @@ def _index_rows(
     requests: list[_IndexRequest], keys: _KeyCache | None
 ) -> tuple[dict[str, int], dict[str, int]]:
     """Write the rows of ``requests``; return the keys of their studies and series by UID."""
-    sql = _sql()
-    now = timezone.now()
     studies: dict[str, int] = {}
     series_pks: dict[str, int] = {}
     patients: dict[str, int] = {}
+    new_series: dict[int, int] = {}  # study pk -> series created
     new_series_studies: set[int] = set()
-    series_added: dict[int, list] = {}  # series pk -> [series UID, instances added]
-    study_added: dict[int, list] = {}  # study pk -> [study UID, instances, series, bytes] added
-    instances = []
     for request in requests:
         study_fields = request.fields["study"]
         series_fields = request.fields["series"]
@@ -551,7 +558,6 @@ def _index_rows(
                     ).update(latest_study_date=study_fields["study_date"])
             studies[study_uid] = study_pk
         study_pk = studies[study_uid]
-        added = study_added.setdefault(study_pk, [study_uid, 0, 0, 0])
         series_uid = series_fields["series_uid"]
         if series_uid not in series_pks:
             series_pk = keys.series.get(series_uid) if keys else None
@@ -560,22 +566,11 @@ def _index_rows(
                     Series, {"series_uid": series_uid}, {**series_fields, "study_id": study_pk}
                 )
                 if series_created:
-                    added[2] += 1
+                    new_series[study_pk] = new_series.get(study_pk, 0) + 1
                     if series_fields["modality"]:
                         new_series_studies.add(study_pk)
             series_pks[series_uid] = series_pk
-        series_pk = series_pks[series_uid]
-        series_added.setdefault(series_pk, [series_uid, 0])[1] += 1
-        added[1] += 1
-        added[3] += request.instance_fields["size"]
-        instances.append(sql.instance_values(series_pk, request.instance_fields, now))
-    # Matching the UID too makes a stale remembered key update nothing (see _KeyCache).
-    counts = [(sql.count_series, [n, pk, uid], uid) for pk, (uid, n) in series_added.items()]
-    counts += [
-        (sql.count_study, [added, added_series, added_bytes, pk, uid], uid)
-        for pk, (uid, added, added_series, added_bytes) in study_added.items()
-    ]
-    insert = (sql.insert_instances(len(instances)), [v for row in instances for v in row])
+    insert, counts = _batch_writes(requests, studies, series_pks, new_series)
     rowcounts = _execute_all([insert, *((text, params) for text, params, _ in counts)])
     for (_, _, uid), rowcount in zip(counts, rowcounts[1:], strict=True):
         if rowcount != 1:
@@ -585,6 +580,98 @@ def _index_rows(
         # recompute the modalities one after the other.
         _study_modalities_update(study_pk)
     return studies, series_pks
+
+
+def _batch_writes(
+    requests: list[_IndexRequest],
+    studies: dict[str, int],
+    series_pks: dict[str, int],
+    new_series: dict[int, int],
+) -> tuple[tuple[str, list], list[tuple[str, list, str]]]:
+    """The INSERT of the batch's instances, and the count updates of their series and studies.
+
+    Each update matches the UID as well as the key, so that a stale remembered key updates
+    nothing (see _KeyCache); it comes with that UID, to check.
+    """
+    sql = _sql()
+    now = timezone.now()
+    series_added: dict[int, list] = {}  # series pk -> [series UID, instances added]
+    study_added: dict[int, list] = {}  # study pk -> [study UID, instances, series, bytes] added
+    instances = []
+    for request in requests:
+        study_uid = request.fields["study"]["study_uid"]
+        series_uid = request.fields["series"]["series_uid"]
+        study_pk, series_pk = studies[study_uid], series_pks[series_uid]
+        added = study_added.setdefault(study_pk, [study_uid, 0, new_series.get(study_pk, 0), 0])
+        added[1] += 1
+        added[3] += request.instance_fields["size"]
+        series_added.setdefault(series_pk, [series_uid, 0])[1] += 1
+        instances.append(sql.instance_values(series_pk, request.instance_fields, now))
+    counts = [(sql.count_series, [n, pk, uid], uid) for pk, (uid, n) in series_added.items()]
+    counts += [
+        (sql.count_study, [added, added_series, added_bytes, pk, uid], uid)
+        for pk, (uid, added, added_series, added_bytes) in study_added.items()
+    ]
+    insert = (sql.insert_instances(len(instances)), [v for row in instances for v in row])
+    return insert, counts
+
+
+def _index_known_rows(requests: list[_IndexRequest], keys: _KeyCache) -> bool:
+    """On PostgreSQL, write a batch of remembered studies and series in one round trip.
+
+    Return False, having done nothing, when that does not apply. The usual batch adds
+    instances to series this process has indexed before: it needs no lookup, and its
+    statements, commit included, go to the server at once. Round trips are what a receiver
+    waits for on PostgreSQL, and the batch holds its study's row lock for all of them but the
+    first.
+    """
+    if (
+        connection.vendor != "postgresql"
+        or connection.in_atomic_block
+        or not connection.get_autocommit()
+    ):
+        return False
+    studies, series_pks = {}, {}
+    for request in requests:
+        study_uid = request.fields["study"]["study_uid"]
+        series_uid = request.fields["series"]["series_uid"]
+        study_pk, series_pk = keys.studies.get(study_uid), keys.series.get(series_uid)
+        if study_pk is None or series_pk is None:
+            return False
+        studies[study_uid], series_pks[series_uid] = study_pk, series_pk
+    insert, counts = _batch_writes(requests, studies, series_pks, {})
+    # A stale key updates no row, and then divides by zero: the transaction fails, and the
+    # division_by_zero error tells it from any other.
+    checked = [
+        (f"WITH u AS ({text} RETURNING 1) SELECT 1 / count(*) FROM u", params)  # noqa: S608
+        for text, params, _ in counts
+    ]
+    statements = [("BEGIN", []), (_NO_COMMIT_WAIT, []), insert, *checked, ("COMMIT", [])]
+    with connection.cursor() as cursor:
+        if not isinstance(cursor.cursor, psycopg.ClientCursor):
+            return False
+        try:
+            # Client-side binding allows several statements in one execute.
+            cursor.execute(
+                ";".join(text for text, _ in statements),
+                [value for _, params in statements for value in params],
+            )
+        except BaseException as exc:
+            _end_failed_transaction(cursor)
+            if isinstance(exc.__cause__, psycopg.errors.DivisionByZero):
+                raise _StaleKey(str(studies)) from exc
+            raise
+    return True
+
+
+def _end_failed_transaction(cursor: CursorWrapper) -> None:
+    # The statements opened their own transaction, which the server holds open, failed,
+    # until told to end it.
+    try:
+        if cursor.connection.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            cursor.execute("ROLLBACK")
+    except Exception:  # noqa: BLE001 - a broken connection is Django's to close.
+        log.warning("could not roll back a failed index write", exc_info=True)
 
 
 # The files are on disk (fsynced) before their rows are written, and a commit on PostgreSQL waits

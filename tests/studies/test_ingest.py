@@ -6,12 +6,14 @@ from pathlib import Path
 
 import pydicom
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from pydicom.data import get_testdata_file
 from pydicom.encaps import generate_frames
 
 from studies import dicom_header, storage
 from studies.models import Instance, Patient, Series, Study
-from studies.services import Status, _index_fields, instance_ingest
+from studies.services import DUPLICATE_SAME_CONTENT, Status, _index_fields, instance_ingest
 from tests.conftest import make_dataset, to_bytes
 
 pytestmark = pytest.mark.django_db
@@ -79,6 +81,21 @@ def test_index_fields_are_the_same_remembered_or_not(path: Path, monkeypatch) ->
     # Every value converted by pydicom, as without header_value's memo.
     monkeypatch.setattr(dicom_header, "_is_plain", lambda raw: False)
     assert first == remembered == fields()
+
+
+def test_a_duplicate_not_looked_up_first_is_found_by_the_index(dicom_bytes) -> None:
+    data = dicom_bytes(sop_uid="1.2.3.4.5")
+    assert instance_ingest(file=data, source=SOURCE).status == Status.STORED
+    kept = stored_files()
+
+    again = instance_ingest(file=data, source=SOURCE, duplicates_likely=False)
+    assert (again.status, again.reason) == (Status.DUPLICATE, DUPLICATE_SAME_CONTENT)
+    other = dicom_bytes(sop_uid="1.2.3.4.5", patient_name="OTHER^ONE")
+    differs = instance_ingest(file=other, source=SOURCE, duplicates_likely=False)
+    assert differs.status == Status.DUPLICATE and "different content" in differs.reason
+    # The files written before the index said no are gone; the first copy stays.
+    assert stored_files() == kept
+    assert Instance.objects.count() == 1 and Series.objects.get().num_instances == 1
 
 
 def test_dataset_bytes_are_kept_exactly(dicom_bytes) -> None:
@@ -221,3 +238,43 @@ def test_frame_count_is_indexed(dicom_bytes) -> None:
     del ds.PixelData
     instance_ingest(file=to_bytes(ds), source=SOURCE)
     assert sorted(Instance.objects.values_list("num_frames", flat=True)) == [0, 3]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_keys_remembered_for_a_study_deleted_since_are_not_used(dicom_bytes) -> None:
+    # Outside a transaction ingest commits in groups and remembers study and series keys.
+    study_uid, series_uid = "1.2.826.0.1.3680043.2.1", "1.2.826.0.1.3680043.2.1.1"
+
+    def store(sop_uid: str) -> None:
+        data = dicom_bytes(study_uid=study_uid, series_uid=series_uid, sop_uid=sop_uid)
+        assert instance_ingest(file=data, source=SOURCE).status == Status.STORED
+
+    store("1.2.826.0.1.3680043.2.1.1.1")
+    store("1.2.826.0.1.3680043.2.1.1.2")
+    Study.objects.filter(study_uid=study_uid).delete()
+    store("1.2.826.0.1.3680043.2.1.1.3")
+    store("1.2.826.0.1.3680043.2.1.1.4")
+
+    study = Study.objects.get(study_uid=study_uid)
+    series = Series.objects.get(series_uid=series_uid)
+    assert (study.num_instances, study.num_series, series.num_instances) == (2, 1, 2)
+    assert series.study_id == study.pk
+    assert sorted(Instance.objects.values_list("sop_uid", flat=True)) == [
+        "1.2.826.0.1.3680043.2.1.1.3",
+        "1.2.826.0.1.3680043.2.1.1.4",
+    ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_instance_of_a_known_series_is_indexed_in_one_round_trip(dicom_bytes) -> None:
+    study_uid, series_uid = "1.2.826.0.1.3680043.2.2", "1.2.826.0.1.3680043.2.2.1"
+    for number in (1, 2):
+        data = dicom_bytes(
+            study_uid=study_uid, series_uid=series_uid, sop_uid=f"{series_uid}.{number}"
+        )
+        with CaptureQueriesContext(connection) as queries:
+            assert instance_ingest(file=data, source=SOURCE, duplicates_likely=False).ok
+    if connection.vendor == "postgresql":
+        # The series is remembered from the first instance: no lookup, the commit included.
+        assert len(queries) == 1 and queries[0]["sql"].startswith("BEGIN;")
+    assert Series.objects.get().num_instances == 2 and Study.objects.get().size > 0
