@@ -7,6 +7,7 @@ The parent only supervises: it restarts a worker that dies and, on SIGTERM or Ct
 worker to stop accepting and to finish the associations in flight (a second signal aborts them).
 """
 
+import gc
 import logging
 import math
 import os
@@ -139,6 +140,10 @@ def make_server(*, sock: socket.socket, options: ReceiverOptions) -> ThreadedAss
 def serve(*, sock: socket.socket, options: ReceiverOptions, handle_sigint: bool) -> None:
     """Serve associations from ``sock`` in this process until asked to stop."""
     server = make_server(sock=sock, options=options)
+    # What is loaded by now (Django, pydicom's and pynetdicom's tables) lives as long as the
+    # process: the cyclic garbage collector, which each instance's header objects set off,
+    # need not walk it again.
+    gc.freeze()
     stop_requested = threading.Event()
     # A second SIGINT (Ctrl-C pressed again) or, in a worker, a second SIGTERM from the parent
     # aborts the associations in flight. A SIGTERM after a Ctrl-C (as a supervisor sends when
