@@ -163,6 +163,7 @@ class _Concatenation:
 
     def __init__(self, head: bytes, tail: memoryview) -> None:
         self._head, self._tail = memoryview(head), tail
+        self._split = len(head)
         self._size = len(head) + len(tail)
         self._position = 0
 
@@ -170,24 +171,31 @@ class _Concatenation:
         return self._position
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._size}[whence]
-        if base + offset < 0:
+        if whence == io.SEEK_CUR:
+            offset += self._position
+        elif whence == io.SEEK_END:
+            offset += self._size
+        elif whence != io.SEEK_SET:
+            raise ValueError(f"invalid whence ({whence})")
+        if offset < 0:
             raise ValueError("negative seek position")
-        self._position = base + offset
-        return self._position
+        self._position = offset
+        return offset
 
     def read(self, size: int = -1) -> bytes:
+        # pydicom reads a header in small pieces (each element's tag, then its value): the
+        # common case comes first.
         start = self._position
         end = self._size if size is None or size < 0 else min(start + size, self._size)
         if start >= end:
             return b""
         self._position = end
-        split = len(self._head)
-        if end <= split:
-            return bytes(self._head[start:end])
+        split = self._split
         if start >= split:
-            return bytes(self._tail[start - split : end - split])
-        return bytes(self._head[start:]) + bytes(self._tail[: end - split])
+            return self._tail[start - split : end - split].tobytes()
+        if end <= split:
+            return self._head[start:end].tobytes()
+        return self._head[start:].tobytes() + self._tail[: end - split].tobytes()
 
 
 def _study_arrived(study_uid: str) -> None:

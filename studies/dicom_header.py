@@ -4,6 +4,7 @@ Everything in a DICOM file is untrusted: callers get either a ``ParsedFile`` who
 are valid, or ``InvalidDicom`` with a reason a person can act on.
 """
 
+import functools
 import json
 import re
 import sys
@@ -214,9 +215,15 @@ def _plain_meta(fp: BinaryIO) -> FileMetaDataset | None:
 def _plain_encoding(meta: FileMetaDataset) -> tuple[bool, bool] | None:
     """(implicit VR, little endian) of a dataset that pydicom reads as it is stored, if known."""
     uid = meta.get("TransferSyntaxUID")
-    if not uid or uid == DeflatedExplicitVRLittleEndian or not is_valid_uid(str(uid)):
+    return _encoding_of(str(uid)) if uid else None
+
+
+@functools.lru_cache(maxsize=64)
+def _encoding_of(uid: str) -> tuple[bool, bool] | None:
+    # A handful of transfer syntaxes arrive: pydicom's UID properties are worked out once each.
+    if uid == DeflatedExplicitVRLittleEndian or not is_valid_uid(uid):
         return None
-    uid = UID(str(uid).strip("\x00 "))
+    uid = UID(uid.strip("\x00 "))
     if not uid.is_transfer_syntax:
         return None
     return uid.is_implicit_VR, uid.is_little_endian

@@ -453,6 +453,18 @@ def _write_lock() -> Iterator[None]:
         yield
 
 
+_PLAIN_COLUMN_TYPES = frozenset(
+    (
+        "CharField",
+        "TextField",
+        "ForeignKey",
+        "IntegerField",
+        "PositiveIntegerField",
+        "PositiveBigIntegerField",
+    )
+)
+
+
 class _IndexSql:
     """The statements run for every instance, written once, as the ORM would write them.
 
@@ -464,6 +476,11 @@ class _IndexSql:
         quote = connection.ops.quote_name
         instance, series, study = Instance._meta, Series._meta, Study._meta
         self.instance_fields = [f for f in instance.concrete_fields if not f.primary_key]
+        # Columns whose values ingest already gives as the database takes them (str, int or
+        # None); the others (dates, JSON) go through their field's conversion.
+        self._instance_columns = [
+            (f, f.get_internal_type() in _PLAIN_COLUMN_TYPES) for f in self.instance_fields
+        ]
         self._insert_head = "INSERT INTO {} ({}) VALUES ".format(  # noqa: S608
             quote(instance.db_table), ", ".join(quote(f.column) for f in self.instance_fields)
         )
@@ -501,12 +518,11 @@ class _IndexSql:
 
     def instance_values(self, series_pk: int, fields: dict, now: datetime.datetime) -> list:
         values = {**fields, "series_id": series_pk, "received_at": now}
-        return [
-            f.get_db_prep_save(
-                values[f.attname] if f.attname in values else f.get_default(), connection
-            )
-            for f in self.instance_fields
-        ]
+        row = []
+        for f, plain in self._instance_columns:
+            value = values[f.attname] if f.attname in values else f.get_default()
+            row.append(value if plain else f.get_db_prep_save(value, connection))
+        return row
 
 
 @functools.cache
