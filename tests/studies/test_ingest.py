@@ -266,15 +266,30 @@ def test_keys_remembered_for_a_study_deleted_since_are_not_used(dicom_bytes) -> 
 
 
 @pytest.mark.django_db(transaction=True)
-def test_an_instance_of_a_known_series_is_indexed_in_one_round_trip(dicom_bytes) -> None:
+def test_an_instance_of_a_known_series_is_indexed_in_one_round_trip(dicom_bytes, tmp_path) -> None:
     study_uid, series_uid = "1.2.826.0.1.3680043.2.2", "1.2.826.0.1.3680043.2.2.1"
     for number in (1, 2):
         data = dicom_bytes(
             study_uid=study_uid, series_uid=series_uid, sop_uid=f"{series_uid}.{number}"
         )
-        with CaptureQueriesContext(connection) as queries:
-            assert instance_ingest(file=data, source=SOURCE, duplicates_likely=False).ok
+        connection.ensure_connection()
+        trace = tmp_path / f"trace-{number}"
+        with CaptureQueriesContext(connection) as queries, trace.open("w") as fp:
+            if connection.vendor == "postgresql":
+                # libpq's own record of the messages sent to the server.
+                connection.connection.pgconn.trace(fp.fileno())
+            try:
+                assert instance_ingest(file=data, source=SOURCE, duplicates_likely=False).ok
+            finally:
+                if connection.vendor == "postgresql":
+                    connection.connection.pgconn.untrace()
+    # The series is remembered from the first instance: no lookup, and no query through
+    # Django's cursor for the second.
+    assert len(queries) == 0
     if connection.vendor == "postgresql":
-        # The series is remembered from the first instance: no lookup, the commit included.
-        assert len(queries) == 1 and queries[0]["sql"].startswith("BEGIN;")
+        # Lines of timestamp, direction (F: to the server), length, message type, content.
+        sent = [line.split("\t") for line in trace.read_text().splitlines()]
+        sent = [fields for fields in sent if fields[1] == "F"]
+        # One message with every statement, the commit included.
+        assert len(sent) == 1 and sent[0][3] == "Query" and sent[0][4].endswith(';COMMIT"')
     assert Series.objects.get().num_instances == 2 and Study.objects.get().size > 0
