@@ -20,3 +20,5 @@ STORAGES = {
 }
 # Fast hashing: the suite creates many users, and the servers it starts check their passwords.
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+# whitenoise serves STATIC_ROOT and warns, for every request, when the folder does not exist.
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # noqa: F405
