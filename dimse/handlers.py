@@ -182,6 +182,12 @@ class _Concatenation:
         self._position = offset
         return offset
 
+    def view_from(self, position: int) -> memoryview | None:
+        """The bytes from ``position`` to the end without a copy, when they are all the tail's."""
+        if position < self._split:
+            return None
+        return self._tail[position - self._split :]
+
     def read(self, size: int = -1) -> bytes:
         # pydicom reads a header in small pieces (each element's tag, then its value): the
         # common case comes first.

@@ -196,6 +196,13 @@ def _duplicate(
 
 def _part10_chunks(fp: BinaryIO, prefix: bytes, dataset_start: int) -> Iterator[bytes]:
     yield prefix
+    # A file that lends its bytes (the receiver's, held in memory) is written as it is: a copy
+    # of an instance's bytes costs more than writing them to the page cache.
+    lend = getattr(fp, "view_from", None)
+    view = lend(dataset_start) if lend else None
+    if view is not None:
+        yield view
+        return
     fp.seek(dataset_start)
     while chunk := fp.read(COPY_CHUNK):
         yield chunk

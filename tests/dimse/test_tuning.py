@@ -71,3 +71,6 @@ def test_received_dataset_is_read_as_one_file_with_its_meta_group():
         size = rng.choice([1, 4, 8, 63, 64, 65, 1000, -1])
         assert ours.read(size) == expected.read(size)
         assert ours.tell() == expected.tell()
+    # The tail is lent without a copy; what starts in the head is not.
+    assert ours.view_from(len(head) + 5) == tail[5:]
+    assert ours.view_from(len(head) - 1) is None
