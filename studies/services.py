@@ -25,7 +25,6 @@ from typing import BinaryIO
 import psycopg
 from django.core.files import File
 from django.db import IntegrityError, connection, transaction
-from django.db.backends.utils import CursorWrapper
 from django.db.models import F, Model, Q
 from django.db.models.options import Options
 from django.utils import timezone
@@ -640,6 +639,15 @@ def _batch_writes(
     return insert, counts
 
 
+# The files are on disk (fsynced) before their rows are written, and a commit on PostgreSQL waits
+# for the database's log to reach the disk as well: a third disk flush for every instance, and
+# the receiver's slowest step. Without that wait a commit is visible and safe from a crash of the
+# database server, but a power cut may lose the last second of rows, as with SQLite's
+# synchronous=NORMAL that pacsweb's settings use; their files stay, and
+# ``manage.py check_storage --fix`` indexes them again.
+_NO_COMMIT_WAIT = "SET LOCAL synchronous_commit TO OFF"
+
+
 def _index_known_rows(requests: list[_IndexRequest], keys: _KeyCache) -> bool:
     """Write a batch of remembered studies and series straight to the database driver.
 
@@ -730,46 +738,15 @@ def _end_failed_transaction(cursor: psycopg.Cursor) -> None:
         log.warning("could not roll back a failed index write", exc_info=True)
 
 
-# The files are on disk (fsynced) before their rows are written, and a commit on PostgreSQL waits
-# for the database's log to reach the disk as well: a third disk flush for every instance, and
-# the receiver's slowest step. Without that wait a commit is visible and safe from a crash of the
-# database server, but a power cut may lose the last second of rows, as with SQLite's
-# synchronous=NORMAL that pacsweb's settings use; their files stay, and
-# ``manage.py check_storage --fix`` indexes them again.
-_NO_COMMIT_WAIT = "SET LOCAL synchronous_commit TO OFF"
-
-
 def _execute_all(statements: list[tuple[str, list]]) -> list[int]:
-    """Run ``statements`` (SQL, parameters) in order; return the rows each one wrote.
-
-    On PostgreSQL they go in one round trip: the index rows hold the study's row lock until
-    the commit, and every round trip while holding it keeps the other receiver processes
-    waiting for it.
-    """
-    with connection.cursor() as cursor:
-        if connection.vendor != "postgresql":
-            return _execute_each(cursor, statements)
-        statements = [(_NO_COMMIT_WAIT, []), *statements]
-        if not isinstance(cursor.cursor, psycopg.ClientCursor):
-            # Server-side binding (an OPTIONS choice) takes one statement per execute.
-            return _execute_each(cursor, statements)[1:]
-        # Django's cursor binds parameters on the client, which allows several statements in
-        # one execute; each has its own result.
-        cursor.execute(
-            ";".join(text for text, _ in statements),
-            [value for _, params in statements for value in params],
-        )
-        counts = []
-        while cursor.nextset():
-            counts.append(cursor.rowcount)
-        return counts
-
-
-def _execute_each(cursor: CursorWrapper, statements: list[tuple[str, list]]) -> list[int]:
+    """Run ``statements`` (SQL, parameters) in order; return the rows each one wrote."""
     counts = []
-    for text, params in statements:
-        cursor.execute(text, params)
-        counts.append(cursor.rowcount)
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(_NO_COMMIT_WAIT)
+        for text, params in statements:
+            cursor.execute(text, params)
+            counts.append(cursor.rowcount)
     return counts
 
 
