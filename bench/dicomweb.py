@@ -30,6 +30,8 @@ import threading
 import time
 from pathlib import Path
 
+from harness import free_port, wait_for_port
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -203,12 +205,6 @@ def session_cookie() -> str:
     return session.session_key
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def start_gunicorn(port: int, workers: int | None) -> subprocess.Popen:
     """gunicorn as deployed: deploy/gunicorn.conf.py, its workers, threads and access log."""
     from pacsweb.models import ServerSetup
@@ -231,17 +227,8 @@ def start_gunicorn(port: int, workers: int | None) -> subprocess.Popen:
         env=env,
         stdout=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError("gunicorn exited during start-up")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return process
-        except OSError:
-            time.sleep(0.05)
-    process.terminate()
-    raise RuntimeError("gunicorn did not start listening within 60 s")
+    wait_for_port(port, process, "gunicorn")
+    return process
 
 
 def percentile(values: list[float], fraction: float) -> float:

@@ -77,13 +77,19 @@ def free_port() -> int:
 def start(command: list[str], env: dict[str, str], port: int, name: str) -> subprocess.Popen:
     """Start a server process and return once it accepts connections on ``port``."""
     process = subprocess.Popen(command, cwd=BASE_DIR, env={**os.environ, **env})
+    wait_for_port(port, process, name)
+    return process
+
+
+def wait_for_port(port: int, process: subprocess.Popen, name: str) -> None:
+    """Return once ``process`` accepts connections on ``port``; exit if it ends or takes 60 s."""
     deadline = time.monotonic() + 60
     while True:
         if process.poll() is not None:
-            sys.exit(f"{name} exited before opening its port")
+            sys.exit(f"{name} exited (status {process.returncode}) before opening its port")
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return process
+            return
         except OSError:
             if time.monotonic() > deadline:
                 process.kill()

@@ -23,7 +23,6 @@ import argparse
 import os
 import shutil
 import signal
-import socket
 import sqlite3
 import statistics
 import subprocess
@@ -37,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from harness import free_port, wait_for_port
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
@@ -110,25 +110,6 @@ def generate(folder: Path, count: int, size: int, label: str) -> list[Path]:
             print(f"\r  generating {label}: {i + 1}/{count}", end="", flush=True)
     print(flush=True)
     return paths
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"the server exited with status {process.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit(f"nothing listens on port {port} after {timeout} s")
 
 
 def dcmtk_env() -> dict[str, str]:
@@ -227,7 +208,7 @@ def run_storescp(paths: list[Path], senders: int, work: Path, label: str) -> Res
         stderr=subprocess.DEVNULL,
     )
     try:
-        wait_for_port(port, server)
+        wait_for_port(port, server, "storescp")
         seconds = send(port, paths, senders, lambda: count_files(out), label)
     finally:
         server.terminate()
@@ -323,7 +304,7 @@ def run_receiver(
         command, env={**env, "LOG_LEVEL": "WARNING"}, stdout=subprocess.DEVNULL
     )
     try:
-        wait_for_port(port, server)
+        wait_for_port(port, server, "dicom_receiver")
         sampler = UsageSampler(server.pid)
         sampler.start()
         with index_counter(env) as indexed:
